@@ -1,0 +1,235 @@
+"""The engine facade: one loaded model, one task, one result store, and the caches between them.
+
+Everything the API serves is computed here; the API only validates and shapes. Forward passes run
+behind one lock (a CPU has no spare cores to share, and the caches fill once), while the per-call
+mask travels in the intervention's context variable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from backend.engine import metrics
+from backend.engine.errors import InputError
+from backend.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
+from backend.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
+from backend.engine.model import LoadedModel
+from backend.engine.store import ResultStore
+from backend.engine.tasks import Task
+
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class AttentionResult:
+    tokens: list[str]
+    segments: list[int]
+    label: str
+    probs: list[float]
+    weights: np.ndarray  # [layers, heads, query, key] float32, rows sum to 1
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    metric: str
+    score: float
+    baseline: float
+    delta: float
+    n: int
+    flipped: list[int]
+    cached: bool
+    elapsed_ms: float
+    mode: str
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class Engine:
+    """Attention, predictions and evaluations of one model on one task, with reuse."""
+
+    def __init__(self, model: LoadedModel, task: Task, store: ResultStore, *, batch_size: int = 64,
+                 layer_cache_bytes: int = 2 * 1024**3, attention_cache_entries: int = 32) -> None:
+        self.model = model
+        self.task = task
+        self.store = store
+        self.batch_size = batch_size
+        self.layer_cache_bytes = layer_cache_bytes
+        self.attention_cache_entries = attention_cache_entries
+        self.lock = threading.RLock()
+        self._prepared: OrderedDict[tuple[str, int], PreparedSplit] = OrderedDict()
+        self._attention: OrderedDict[tuple, AttentionResult] = OrderedDict()
+        self._means: torch.Tensor | None = None
+
+    # -- description and validation -------------------------------------------------------------
+    def describe(self) -> dict:
+        info = self.model.describe()
+        info["task"] = {"name": self.task.name, "metric": self.task.metric, "splits": self.task.sizes()}
+        return info
+
+    def disabled_tensor(self, ablate: Iterable[Sequence[int]]) -> torch.Tensor:
+        """Validated ``[layers, heads]`` bool mask from ``[[layer, head], ...]``."""
+        mask = torch.zeros(self.model.num_layers, self.model.num_heads, dtype=torch.bool)
+        for pair in ablate:
+            if len(pair) != 2:
+                raise InputError(f"each head is [layer, head]; got {list(pair)}")
+            layer, head = int(pair[0]), int(pair[1])
+            if not (0 <= layer < self.model.num_layers and 0 <= head < self.model.num_heads):
+                raise InputError(
+                    f"unknown head L{layer}H{head}: layers are 0..{self.model.num_layers - 1}, "
+                    f"heads 0..{self.model.num_heads - 1}"
+                )
+            mask[layer, head] = True
+        return mask
+
+    @staticmethod
+    def check_mode(mode: str) -> AblationMode:
+        if mode not in ABLATION_MODES:
+            raise InputError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
+        return mode  # type: ignore[return-value]
+
+    def _key(self, kind: str, **params: object) -> dict:
+        return {"kind": kind, "model": self.model.fingerprint, "dtype": str(self.model.dtype),
+                "task": self.task.content_hash, "max_tokens": self.model.max_tokens, **params}
+
+    # -- mean ablation statistics ----------------------------------------------------------------
+    def head_means(self) -> torch.Tensor:
+        """Per-head mean output over the reference split ``[layers, heads, head_dim]``: computed once, stored."""
+        with self.lock:
+            if self._means is None:
+                key = self._key("head-means", split=self.task.reference_split)
+                stored = self.store.get_array(key)
+                if stored is None:
+                    examples = self.task.split(self.task.reference_split)
+                    stored = head_output_means(self.model, examples, self.batch_size).numpy()
+                    self.store.put_array(key, stored)
+                self._means = torch.from_numpy(stored).to(self.model.device)
+            return self._means
+
+    def _means_for(self, mode: str, disabled: torch.Tensor) -> torch.Tensor | None:
+        return self.head_means() if mode == "mean" and bool(disabled.any()) else None
+
+    # -- one input ----------------------------------------------------------------------------------
+    def attention(self, text: str, text_pair: str | None, ablate: Iterable[Sequence[int]],
+                  mode: str = "zero") -> AttentionResult:
+        """Every head's attention and the prediction for one input under a mask (memoised)."""
+        mode = self.check_mode(mode)
+        disabled = self.disabled_tensor(ablate)
+        key = (text, text_pair or None, tuple(map(tuple, disabled.nonzero().tolist())), mode)
+        with self.lock:
+            if key in self._attention:
+                self._attention.move_to_end(key)
+                return self._attention[key]
+            encoded = self.model.encode_one(text, text_pair)
+            means = self._means_for(mode, disabled)
+            ids = torch.tensor([encoded["input_ids"]], device=self.model.device)
+            types = torch.tensor([encoded["token_type_ids"]], device=self.model.device)
+            mask = torch.ones_like(ids)
+            intervention = Intervention(disabled=disabled[None].to(self.model.device), mode=mode, means=means,
+                                        capture_weights=True)
+            with torch.inference_mode(), intervene(intervention):
+                hidden = self.model.embed(ids, types)
+                logits = self.model.classify(self.model.run_layers(hidden, self.model.additive_mask(mask)))
+            weights = torch.stack([intervention.weights[i][0] for i in range(self.model.num_layers)])
+            probs = torch.softmax(logits[0].float(), dim=-1).cpu().tolist()
+            result = AttentionResult(
+                tokens=self.model.tokenizer.convert_ids_to_tokens(encoded["input_ids"]),
+                segments=list(encoded["token_type_ids"]),
+                label=self.model.labels[int(np.argmax(probs))],
+                probs=probs,
+                weights=weights.float().cpu().numpy(),
+            )
+            if self.attention_cache_entries:
+                self._attention[key] = result
+                while len(self._attention) > self.attention_cache_entries:
+                    self._attention.popitem(last=False)
+            return result
+
+    # -- a split ------------------------------------------------------------------------------------
+    def prepared(self, split: str | None, limit: int | None) -> PreparedSplit:
+        """The split's first `limit` examples, tokenised, with baseline logits and kept layer inputs."""
+        examples = self.task.select(split, limit)
+        key = (split or "dev", len(examples))
+        with self.lock:
+            if key in self._prepared:
+                self._prepared.move_to_end(key)
+                return self._prepared[key]
+            prepared = prepare_split(self.model, examples, batch_size=self.batch_size,
+                                     budget_bytes=self.layer_cache_bytes)
+            self._prepared[key] = prepared
+            while len(self._prepared) > 1 and sum(p.kept_bytes for p in self._prepared.values()) > \
+                    self.layer_cache_bytes:
+                self._prepared.popitem(last=False)
+            return prepared
+
+    def baseline_predictions(self, split: str | None, limit: int | None = None) -> np.ndarray:
+        return self.prepared(split, limit).baseline_predictions
+
+    def score(self, predictions: np.ndarray, gold: np.ndarray) -> float:
+        return metrics.score(self.task.metric, gold, predictions, len(self.model.labels))
+
+    def evaluate(self, ablate: Iterable[Sequence[int]], mode: str = "zero", split: str | None = None,
+                 limit: int | None = None, *, use_store: bool = True, use_layer_cache: bool = True) -> EvaluationResult:
+        """The task metric with `ablate` disabled by `mode`, against the unablated baseline."""
+        started = time.perf_counter()
+        mode = self.check_mode(mode)
+        disabled = self.disabled_tensor(ablate)
+        split_name = split or "dev"
+        n = len(self.task.select(split_name, limit))
+        heads = disabled.nonzero().tolist()
+        key = self._key("evaluate", split=split_name, n=n, mode=mode, mask=heads)
+        if use_store and (hit := self.store.get(key)) is not None:
+            return EvaluationResult(**hit, cached=True, elapsed_ms=(time.perf_counter() - started) * 1000)
+        with self.lock:
+            prepared = self.prepared(split_name, limit)
+            means = self._means_for(mode, disabled)
+            logits = masked_logits(self.model, prepared, disabled[None], mode, means,
+                                   use_layer_cache=use_layer_cache)[0]
+        predictions = logits.argmax(axis=-1)
+        baseline = prepared.baseline_predictions
+        value = {
+            "metric": self.task.metric, "mode": mode, "n": n,
+            "score": self.score(predictions, prepared.gold),
+            "baseline": self.score(baseline, prepared.gold),
+            "flipped": [int(i) for i in np.nonzero(predictions != baseline)[0]],
+        }
+        value["delta"] = value["score"] - value["baseline"]
+        if use_store:
+            self.store.put(key, value)
+        return EvaluationResult(**value, cached=False, elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    def evaluate_many(self, masks: Sequence[Iterable[Sequence[int]]], mode: str = "zero", split: str | None = None,
+                      limit: int | None = None, *, use_layer_cache: bool = True) -> np.ndarray:
+        """Predictions ``[masks, n]`` for many masks, several masks per forward pass (for sweeps)."""
+        mode = self.check_mode(mode)
+        disabled = torch.stack([self.disabled_tensor(m) for m in masks])
+        with self.lock:
+            prepared = self.prepared(split, limit)
+            means = self._means_for(mode, disabled)
+            logits = masked_logits(self.model, prepared, disabled, mode, means, use_layer_cache=use_layer_cache,
+                                   rows_per_pass=self.batch_size * 4)
+        return logits.argmax(axis=-1)
+
+    def examples(self, split: str | None, offset: int, count: int) -> tuple[int, list[dict]]:
+        """A page of a split with gold labels and the unablated model's predictions."""
+        rows = self.task.split(split)
+        page = rows[offset:offset + count]
+        if (split or "dev", len(rows)) in self._prepared or (split or "dev") == "dev":
+            predicted = self.baseline_predictions(split)[offset:offset + count] if page else []
+        else:  # a page of a large split: predict just the page
+            with self.lock:
+                predicted = prepare_split(self.model, page, batch_size=self.batch_size,
+                                          budget_bytes=0).baseline_predictions if page else []
+        labels = self.model.labels
+        return len(rows), [
+            {"id": e.id, "text": e.text, "text_pair": e.text_pair, "label": labels[e.label],
+             "predicted": labels[int(p)]}
+            for e, p in zip(page, predicted, strict=True)
+        ]

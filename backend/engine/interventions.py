@@ -1,0 +1,147 @@
+"""The one place where headscope reads and changes attention heads.
+
+Every self-attention layer of a loaded model calls :func:`headscope_attention`, registered with
+transformers' ``AttentionInterface`` under the name :data:`ATTN_IMPLEMENTATION` and selected once,
+at load time. It computes eager attention and then applies whatever the *current* :class:`Intervention`
+asks for. The current intervention lives in a ``ContextVar`` that :func:`intervene` sets for the length
+of a ``with`` block, so nothing stays installed after a call and two threads never see each other's
+masks (hooks are process-global; context variables are not).
+
+Named points, with shapes:
+
+- ``weights``   ``[batch, heads, query, key]``  softmax attention of one layer (captured here)
+- ``output``    ``[batch, heads, query, head_dim]``  each head's context vector before the output
+  projection (ablated here: ``zero`` -> 0, ``mean`` -> the stored mean)
+- ``disabled``  ``[batch | 1, layers, heads]``  bool, True = head switched off for that batch row;
+  one row per example lets a single forward pass evaluate a different mask per copy of the data
+- ``means``     ``[layers, heads, head_dim]``  per-head mean output over the reference split
+- ``gates``     ``[layers, heads]``  optional multiplicative gate on each head's output (1 = untouched),
+  used for Michel et al.'s importance score, d loss / d gate
+
+Ablation modes (contract.md):
+
+- ``zero``: the head's output is 0 (Michel et al. 2019; the old ``head_mask``).
+- ``uniform``: the head's weights are 1/L over the L real tokens (Kovaleva et al. 2019), so its output is
+  the mean of its value vectors over those tokens.
+- ``mean``: the head's output at every position is its mean output over the reference split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+ATTN_IMPLEMENTATION = "headscope"
+AblationMode = Literal["zero", "uniform", "mean"]
+ABLATION_MODES: tuple[str, ...] = ("zero", "uniform", "mean")
+
+
+@dataclass
+class Intervention:
+    """What one forward pass should do to the heads, and what it recorded."""
+
+    disabled: torch.Tensor | None = None  # [batch | 1, layers, heads] bool
+    mode: AblationMode = "zero"
+    means: torch.Tensor | None = None  # [layers, heads, head_dim]
+    gates: torch.Tensor | None = None  # [layers, heads]
+    capture_weights: bool = False
+    capture_outputs: bool = False
+    weights: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, key]
+    outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, head_dim]
+    _ablated_layers: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.mode not in ABLATION_MODES:
+            raise ValueError(f"unknown ablation mode {self.mode!r}; allowed: {', '.join(ABLATION_MODES)}")
+        if self.disabled is not None:
+            if self.disabled.dim() != 3:
+                raise ValueError("disabled must be [batch | 1, layers, heads]")
+            layers = self.disabled.any(dim=0).any(dim=-1).nonzero().flatten().tolist()
+            self._ablated_layers = frozenset(layers)
+            if self._ablated_layers and self.mode == "mean" and self.means is None:
+                raise ValueError("mean ablation needs the stored per-head means")
+
+
+_current: ContextVar[Intervention | None] = ContextVar("headscope_intervention", default=None)
+
+
+@contextlib.contextmanager
+def intervene(intervention: Intervention) -> Iterator[Intervention]:
+    """Make `intervention` apply to every forward pass run by this thread/task inside the block."""
+    token = _current.set(intervention)
+    try:
+        yield intervention
+    finally:
+        _current.reset(token)
+
+
+def _real_keys(attention_mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Bool ``[batch, 1, 1, key]``: True where the key is a real (non-padding) token."""
+    batch, _, _, keys = like.shape
+    if attention_mask is None:
+        return torch.ones(batch, 1, 1, keys, dtype=torch.bool, device=like.device)
+    row = attention_mask[:, :, -1:, :]  # padding is masked identically for every query
+    if row.dtype == torch.bool:
+        return row
+    return row > torch.finfo(row.dtype).min / 2
+
+
+def headscope_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,  # [batch, heads, query, head_dim]
+    key: torch.Tensor,  # [batch, heads, key, head_dim]
+    value: torch.Tensor,  # [batch, heads, key, head_dim]
+    attention_mask: torch.Tensor | None,  # additive float or bool, [batch, 1, query | 1, key]
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **_: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention plus the current intervention. Returns ([batch, query, heads, head_dim], weights)."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
+
+    intervention = _current.get()
+    layer: int = module.layer_idx
+    ablated = intervention is not None and layer in intervention._ablated_layers
+    if ablated:
+        disabled = intervention.disabled[:, layer, :, None, None]  # [batch | 1, heads, 1, 1]
+        if intervention.mode == "uniform":
+            real = _real_keys(attention_mask, weights).to(weights.dtype)
+            uniform = real / real.sum(dim=-1, keepdim=True)
+            weights = torch.where(disabled, uniform, weights)
+
+    output = torch.matmul(weights, value)  # [batch, heads, query, head_dim]
+
+    if intervention is not None:
+        if intervention.capture_outputs:
+            intervention.outputs[layer] = output
+        if ablated and intervention.mode == "zero":
+            output = output.masked_fill(disabled, 0.0)
+        elif ablated and intervention.mode == "mean":
+            mean = intervention.means[layer].to(output.dtype)[None, :, None, :]  # [1, heads, 1, head_dim]
+            output = torch.where(disabled, mean, output)
+        if intervention.gates is not None:
+            output = output * intervention.gates[layer].to(output.dtype)[None, :, None, None]
+        if intervention.capture_weights:
+            intervention.weights[layer] = weights
+    return output.transpose(1, 2).contiguous(), weights
+
+
+# The model's own forward (used for gradients and by tests) must build the same additive mask as eager.
+AttentionInterface.register(ATTN_IMPLEMENTATION, headscope_attention)
+AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)

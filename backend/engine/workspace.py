@@ -1,0 +1,56 @@
+"""Turning settings into a ready engine: which model, which task, which store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from backend.engine.engine import Engine
+from backend.engine.errors import TaskError
+from backend.engine.model import LoadedModel, load_model
+from backend.engine.store import ResultStore
+from backend.engine.tasks import Task, load_glue_task, load_task_file
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_task(spec: str, labels: list[str], cache_dir: Path, metric: str | None = None) -> Task:
+    """A built-in task name, `glue/<name>`, or a path to a .csv/.tsv/.jsonl file."""
+    from backend.engine.default_model import BUILTIN_TASKS, load_builtin_task
+
+    if spec in BUILTIN_TASKS:
+        return load_builtin_task(spec, cache_dir)
+    if spec.startswith("glue/"):
+        return load_glue_task(spec, labels)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() in (".csv", ".tsv", ".jsonl"):
+        return load_task_file(path, labels, metric or "accuracy")
+    raise TaskError(
+        f"unknown task {spec!r}: give a built-in task ({', '.join(BUILTIN_TASKS)}), glue/<name>, "
+        "or a .csv/.tsv/.jsonl file"
+    )
+
+
+def load_configured_model(settings: Settings) -> LoadedModel:
+    """The model the settings name, or the embedded default (prepared on first use)."""
+    if settings.model:
+        return load_model(settings.model, device=settings.device, dtype=settings.dtype,
+                          max_tokens=settings.max_tokens)
+    from backend.engine.default_model import prepare_default_model
+
+    directory = prepare_default_model(settings.cache_dir)
+    return load_model(directory, device=settings.device, dtype=settings.dtype, max_tokens=settings.max_tokens,
+                      name="headscope/minilm-l6-rt-snippets")
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Load the model and task once; results persist in the settings' SQLite file."""
+    model = load_configured_model(settings)
+    task = resolve_task(settings.task, model.labels, settings.cache_dir, settings.metric)
+    if len(task.labels) != len(model.labels):
+        raise TaskError(f"task {task.name!r} has {len(task.labels)} labels but the model has {len(model.labels)}")
+    log.info("loaded %s on %s (%s), task %s %s", model.name, model.device, model.dtype, task.name, task.sizes())
+    return Engine(model, task, ResultStore(settings.results_db), batch_size=settings.batch_size,
+                  layer_cache_bytes=settings.layer_cache_bytes,
+                  attention_cache_entries=settings.attention_cache_entries)

@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny BERT-family classifiers saved with `save_pretrained` and loaded back through
+headscope's production loader, plus small tasks made of their vocabulary."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    ElectraConfig,
+    ElectraForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+
+from backend.engine.engine import Engine
+from backend.engine.model import LoadedModel, load_model
+from backend.engine.store import ResultStore
+from backend.engine.tasks import Example, Task
+
+WORDS = ["the", "movie", "film", "was", "is", "good", "great", "bad", "awful", "not", "very", "plot",
+         "acting", "and", "but", "a", "boring", "fun", "love", "hate", ".", ",", "!", "?"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+LABELS = ["negative", "positive"]
+TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+            id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
+
+
+def _save_tokenizer(directory: Path) -> BertTokenizerFast:
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(SPECIAL + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+                               + list("abcdefghijklmnopqrstuvwxyz")))
+    tokenizer = BertTokenizerFast(str(vocab))
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def _fit(model, tokenizer, steps: int, seed: int) -> None:
+    """A few optimiser steps on the toy sentiment rule, so predictions vary and ablations flip some."""
+    rows = make_sentences(256, seed=seed + 100)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        chunk = rows[(step * 32) % 256:(step * 32) % 256 + 32]
+        batch = tokenizer([t for t, _ in chunk], padding=True, return_tensors="pt")
+        loss = model(**batch, labels=torch.tensor([y for _, y in chunk])).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+
+
+def build_model_dir(directory: Path, kind: str = "bert", seed: int = 0, train_steps: int = 40,
+                    **overrides) -> Path:
+    """Save a tiny classifier of `kind` (bert, roberta, electra), briefly trained, to `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = _save_tokenizer(directory)
+    torch.manual_seed(seed)
+    settings = {**TINY, "vocab_size": len(tokenizer), **overrides}
+    if kind == "bert":
+        model = BertForSequenceClassification(BertConfig(**settings))
+    elif kind == "roberta":
+        model = RobertaForSequenceClassification(RobertaConfig(pad_token_id=0, **settings))
+    elif kind == "electra":
+        model = ElectraForSequenceClassification(ElectraConfig(embedding_size=16, **settings))
+    else:
+        raise ValueError(kind)
+    _fit(model, tokenizer, train_steps, seed)
+    model.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def make_sentences(count: int, seed: int = 1) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        words = rng.choices(WORDS, k=rng.randint(2, 14))
+        label = int(sum(w in ("good", "great", "fun", "love") for w in words)
+                    >= sum(w in ("bad", "awful", "boring", "hate") for w in words))
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def make_task(dev: int = 40, train: int = 30, pairs: bool = False, seed: int = 1) -> Task:
+    sentences = make_sentences(dev + train, seed)
+
+    def examples(rows: list[tuple[str, int]]) -> list[Example]:
+        return [Example(i, text, ("a plot ." if pairs and i % 2 else None) if pairs else None, label)
+                for i, (text, label) in enumerate(rows)]
+
+    splits = {"dev": examples(sentences[:dev])}
+    if train:
+        splits["train"] = examples(sentences[dev:])
+    return Task(name="tiny", labels=LABELS, metric="accuracy", splits=splits)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model_dir(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path) -> LoadedModel:
+    return load_model(tiny_model_dir, max_tokens=48)
+
+
+@pytest.fixture
+def tiny_task() -> Task:
+    return make_task()
+
+
+@pytest.fixture
+def engine(tiny_model: LoadedModel, tiny_task: Task, tmp_path: Path) -> Engine:
+    return Engine(tiny_model, tiny_task, ResultStore(tmp_path / "results.sqlite"), batch_size=8)
