@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     model: str | None = Field(
         default=None, description="Local model directory or hub id; None = the embedded default model."
     )
+    base_model: str | None = Field(
+        default=None,
+        description="Pre-trained model the classifier was fine-tuned from (atlas comparison); "
+        "None = the MiniLM base for the default model, nothing otherwise.",
+    )
     task: str = Field(default="rt-snippets", description="Built-in task name or a .csv/.tsv/.jsonl path.")
     metric: Literal["accuracy", "f1", "mcc"] | None = Field(
         default=None, description="Metric for a task file (default accuracy)."

@@ -36,7 +36,8 @@ def with_output_prehook(reference, layer: int, head: int, head_dim: int, replace
     def hook(_module, args):
         (context,) = args  # [batch, seq, heads * head_dim]
         context = context.clone()
-        context[..., head * head_dim:(head + 1) * head_dim] = replace(context[..., head * head_dim:(head + 1) * head_dim])
+        piece = slice(head * head_dim, (head + 1) * head_dim)
+        context[..., piece] = replace(context[..., piece])
         return (context,)
 
     return dense.register_forward_pre_hook(hook)

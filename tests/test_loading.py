@@ -1,0 +1,120 @@
+"""The production loader and task files: what loads, and the clear errors for what must not."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from backend.engine.errors import ModelLoadError, TaskError
+from backend.engine.interventions import ATTN_IMPLEMENTATION
+from backend.engine.model import load_model
+from backend.engine.tasks import load_task_file
+from tests.conftest import LABELS, build_model_dir
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "electra"])
+def test_supported_architectures_load_with_headscope_attention(kind: str, tmp_path: Path) -> None:
+    model = load_model(build_model_dir(tmp_path, kind=kind), max_tokens=500)
+    assert model.config._attn_implementation == ATTN_IMPLEMENTATION
+    assert not model.model.training and not any(p.requires_grad for p in model.model.parameters())
+    assert model.max_tokens == (62 if kind == "roberta" else 64)  # capped by the model's positions
+    assert model.labels == LABELS and model.device.type == "cpu" and model.dtype == torch.float32
+    info = model.describe()
+    assert info["architecture"].lower().startswith(kind) and info["num_heads"] == 4
+
+
+def test_fingerprint_changes_with_weights_and_config(tmp_path: Path) -> None:
+    a = load_model(build_model_dir(tmp_path / "a", seed=1)).fingerprint
+    assert load_model(build_model_dir(tmp_path / "b", seed=1)).fingerprint == a
+    assert load_model(build_model_dir(tmp_path / "c", seed=2)).fingerprint != a
+    directory = build_model_dir(tmp_path / "d", seed=1)
+    config = json.loads((directory / "config.json").read_text())
+    config["id2label"] = {"0": "bad", "1": "good"}
+    (directory / "config.json").write_text(json.dumps(config))
+    assert load_model(directory).fingerprint != a
+
+
+def test_float32_override_and_explicit_device(tmp_path: Path) -> None:
+    model = load_model(build_model_dir(tmp_path), device="cpu", dtype="bfloat16")
+    assert model.dtype == torch.bfloat16
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_model(tmp_path / "nowhere")
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        load_model(tmp_path)
+
+
+def test_pickled_weights_are_refused(tmp_path: Path) -> None:
+    directory = build_model_dir(tmp_path)
+    state = {k: v.clone() for k, v in load_model(directory).model.state_dict().items()}
+    (directory / "model.safetensors").unlink()
+    torch.save(state, directory / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match=r"pickled weights"):
+        load_model(directory)
+
+
+def test_unknown_architecture_names_what_is_supported(tmp_path: Path) -> None:
+    BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=37)).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"BertModel.*not supported.*BertForSequenceClassification"):
+        load_model(tmp_path)
+
+
+def test_corrupt_weights_are_a_load_error(tmp_path: Path) -> None:
+    directory = build_model_dir(tmp_path)
+    (directory / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        load_model(directory)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_task_files_in_every_format(tmp_path: Path, suffix: str) -> None:
+    rows = [("the movie was good", "a plot", "positive"), ("awful", "", "0"), ("fun , not boring", "", "1")]
+    path = tmp_path / f"mine{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps({"text": t, "text_pair": p or None, "label": y}) for t, p, y in rows))
+    else:
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            writer.writerows([("text", "text_pair", "label"), *rows])
+    task = load_task_file(path, LABELS)
+    assert list(task.splits) == ["dev"] and task.reference_split == "dev"
+    assert [(e.id, e.text, e.text_pair, e.label) for e in task.split(None)] == [
+        (0, "the movie was good", "a plot", 1), (1, "awful", None, 0), (2, "fun , not boring", None, 1)]
+    assert task.metric == "accuracy"
+    assert load_task_file(path, LABELS, "mcc").metric == "mcc"
+
+
+@pytest.mark.parametrize(("content", "suffix", "message"), [
+    ("text,label\n", ".csv", "no rows"),
+    ("sentence,label\nhi,1\n", ".csv", r"lacks column\(s\) \['text'\]"),
+    ("text,label\nhi,neutral\n", ".csv", "row 1: label 'neutral' is not one of"),
+    ("text,label\nhi,7\n", ".csv", "row 1: label id 7 is out of range 0..1"),
+    ("text,label\n ,1\n", ".csv", "row 1: empty or missing text"),
+    ('{"text": "hi", "label": 1}\n{oops\n', ".jsonl", "line 2: not valid JSON"),
+    ("text\tlabel\nhi\t\n", ".tsv", "row 1: missing label"),
+    ("text,label\nhi,1\n", ".xlsx", "must end in .csv, .tsv or .jsonl"),
+])
+def test_malformed_task_files_say_what_is_wrong(tmp_path: Path, content: str, suffix: str, message: str) -> None:
+    path = tmp_path / f"bad{suffix}"
+    path.write_text(content)
+    with pytest.raises(TaskError, match=message):
+        load_task_file(path, LABELS)
+
+
+def test_unknown_split_and_bad_limit(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\na,1\nb,0\n")
+    task = load_task_file(path, LABELS)
+    with pytest.raises(TaskError, match="unknown split 'train'; this task has: dev"):
+        task.split("train")
+    with pytest.raises(TaskError, match="limit must be at least 1, got 0"):
+        task.select("dev", 0)
+    assert len(task.select("dev", 99)) == 2
