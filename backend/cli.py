@@ -14,9 +14,66 @@ from backend.settings import Settings
 app = typer.Typer(no_args_is_help=True)
 
 
-@app.callback()  # keeps `prepare` a subcommand even while it is the only command
+@app.callback()
 def main() -> None:
     """headscope: look inside a BERT classifier's attention heads."""
+
+
+ModelOption = Annotated[
+    str | None, typer.Option("--model", help="Local model directory (safetensors) or hub id; default: embedded.")
+]
+TaskOption = Annotated[
+    str | None, typer.Option("--task", help="Built-in task name, glue/<name>, or a .csv/.tsv/.jsonl file.")
+]
+
+
+def _settings(**overrides: object) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(
+    model: ModelOption = None,
+    task: TaskOption = None,
+    metric: Annotated[str | None, typer.Option(help="Metric for a task file: accuracy, f1 or mcc.")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Serve the dashboard at / and the API at /api from one process."""
+    from backend.server import serve as run
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run(_settings(model=model, task=task, metric=metric, host=host, port=port))
+
+
+@app.command()
+def ui(
+    api_url: Annotated[str, typer.Option("--api-url", help="Base URL of a running headscope API.")],
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Serve the dashboard alone, against a running API."""
+    from backend.server import serve_ui
+
+    serve_ui(_settings(api_url=api_url, host=host, port=port))
+
+
+@app.command()
+def sweep(
+    kind: Annotated[str, typer.Option(help="single-head, layer, importance or pruning (also greedy, stats, ...).")],
+    mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean.")],
+    out: Annotated[Path, typer.Option(help="Where to write the result: FILE.json or FILE.csv.")],
+    model: ModelOption = None,
+    task: TaskOption = None,
+    split: Annotated[str | None, typer.Option(help="Split to score on (default dev).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use the first N examples of the split.")] = None,
+) -> None:
+    """Run an atlas analysis from the command line, with a progress bar, and write JSON or CSV."""
+    from backend.engine.atlas.cli import sweep as run_sweep
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_sweep(kind=kind, mode=mode, split=split, limit=limit, out=out, settings=_settings(model=model, task=task))
 
 
 @app.command()
