@@ -118,3 +118,15 @@ def test_unknown_split_and_bad_limit(tmp_path: Path) -> None:
     with pytest.raises(TaskError, match="limit must be at least 1, got 0"):
         task.select("dev", 0)
     assert len(task.select("dev", 99)) == 2
+
+
+def test_task_specs_resolve_or_say_what_is_accepted(tmp_path: Path) -> None:
+    from backend.engine.workspace import resolve_task
+
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"text": "good", "label": "positive"}\n')
+    assert resolve_task(str(path), LABELS, tmp_path).split("dev")[0].label == 1
+    with pytest.raises(TaskError, match=r"unknown task 'sst-2'.*rt-snippets.*glue/<name>"):
+        resolve_task("sst-2", LABELS, tmp_path)
+    with pytest.raises(TaskError, match="unknown GLUE task 'glue/foo'"):
+        resolve_task("glue/foo", LABELS, tmp_path)
