@@ -1,0 +1,46 @@
+"""What routes receive through ``Depends``: the one engine, the model gate and the settings.
+
+All three are created once per app (the engine in the lifespan unless a test hands one in) and kept on
+``app.state``; routes never build or load anything themselves, and never take a path from a request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backend.api.limits import ModelGate
+from backend.engine.engine import Engine
+from backend.settings import Settings
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def get_gate(request: Request) -> ModelGate:
+    return request.app.state.gate
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def validated_mask(engine: Engine, ablate: list[tuple[int, int]]) -> list[list[int]]:
+    """The mask as sorted [layer, head] pairs without repeats, as the engine keys it; an unknown head is
+    an InputError (422) raised here, before the request takes a place in the model queue."""
+    return engine.disabled_tensor(ablate).nonzero().tolist()
+
+
+def public_model_name(name: str) -> str:
+    """A hub id or the embedded model's name as is; a local directory by its last component only, so
+    that no server path reaches a client."""
+    path = Path(name).expanduser()
+    return path.name if path.is_absolute() or path.exists() else name
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+GateDep = Annotated[ModelGate, Depends(get_gate)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,10 @@
+"""The API's routers, one per area. A new area appends its router to ``ROUTERS``; the app factory
+includes them in this order, all before the dashboard's catch-all."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.api.routes import attention, evaluate, examples, health, model
+
+ROUTERS: list[APIRouter] = [health.router, model.router, attention.router, evaluate.router, examples.router]

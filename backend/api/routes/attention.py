@@ -1,0 +1,66 @@
+"""Per-head attention and the prediction for one input under a mask.
+
+The engine memoises whole forwards per (text, pair, mask, mode), so a client fetching one head after
+another pays for the model once; `heads` only chooses what is sent. The forward runs through the
+model gate; shaping and serialising the (possibly megabytes of) numbers runs in a worker thread too,
+so the event loop keeps answering health checks meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Response
+
+from backend.api.deps import EngineDep, GateDep, validated_mask
+from backend.api.errors import MODEL_CALL_RESPONSES
+from backend.api.schemas import AttentionRequest, AttentionResponse
+from backend.engine.engine import AttentionResult, Engine
+
+router = APIRouter(prefix="/api", tags=["attention"])
+
+JSON_DECIMALS = 5  # the contract allows rounding to no fewer than 4
+
+
+def selected_heads(engine: Engine, heads: list[tuple[int, int]] | None) -> list[tuple[int, int]]:
+    """The heads to send, in the order asked, without repeats; every head when none are named."""
+    if heads is None:
+        return [(layer, head) for layer in range(engine.model.num_layers) for head in range(engine.model.num_heads)]
+    engine.disabled_tensor(heads)  # raises a 422-bound InputError naming an unknown head and the ranges
+    return list(dict.fromkeys(heads))
+
+
+def render_attention(result: AttentionResult, request: AttentionRequest, heads: list[tuple[int, int]],
+                     ablate: list[list[int]]) -> bytes:
+    """The response body: rounded JSON rows, or base64 of little-endian float16 (row-major n x n)."""
+    shaped = []
+    for layer, head in heads:
+        matrix = result.weights[layer, head]
+        if request.format == "f16":
+            encoded = base64.b64encode(matrix.astype("<f2").tobytes()).decode("ascii")
+            shaped.append({"layer": layer, "head": head, "data": encoded})
+        else:  # float64 before rounding, so 0.12346 prints as such and not as float32 noise
+            values = np.round(matrix.astype(np.float64), JSON_DECIMALS).tolist()
+            shaped.append({"layer": layer, "head": head, "values": values})
+    body = {
+        "tokens": result.tokens,
+        "segments": result.segments,
+        "prediction": {"label": result.label, "probs": result.probs},
+        "heads": shaped,
+        "mode": request.mode,
+        "ablate": ablate,
+    }
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+
+
+@router.post("/attention", response_model=AttentionResponse, responses=MODEL_CALL_RESPONSES)
+async def attention(request: AttentionRequest, engine: EngineDep, gate: GateDep) -> Response:
+    """Every requested head's attention (rows = queries, each summing to 1) and the prediction."""
+    ablate = validated_mask(engine, request.ablate)
+    heads = selected_heads(engine, request.heads)
+    result = await gate.run(engine.attention, request.text, request.text_pair, ablate, request.mode)
+    body = await anyio.to_thread.run_sync(render_attention, result, request, heads, ablate)
+    return Response(body, media_type="application/json")

@@ -1,0 +1,111 @@
+"""Background atlas jobs (contract: Jobs): start one, watch its progress, fetch its result, cancel it.
+
+The job manager is created on first use and kept on ``app.state.jobs``; it runs jobs in its own worker
+thread, outside the model gate (a job takes the engine's lock one chunk at a time, so interactive
+requests still get through). Finished results are stored and survive restarts.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from backend.api.errors import ERROR_RESPONSES, error_response
+from backend.api.schemas import RequestBody
+from backend.engine.atlas.jobs import JobManager
+from backend.engine.atlas.similarity import default_base_model
+from backend.engine.interventions import AblationMode
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+_create_lock = threading.Lock()
+
+JobKind = Literal["single-head", "layer", "importance", "pruning", "stats", "patterns", "greedy", "similarity"]
+JobId = Annotated[str, Path(max_length=64, description="The id POST /api/jobs returned.")]
+
+
+def get_jobs(request: Request) -> JobManager:
+    """The app's one job manager, made on first use for the app's engine and configured base model."""
+    state = request.app.state
+    with _create_lock:
+        if getattr(state, "jobs", None) is None:
+            settings = state.settings
+            base = default_base_model(settings.model, settings.base_model, settings.cache_dir)
+            state.jobs = JobManager(state.engine, base_model=base)
+    return state.jobs
+
+
+JobsDep = Annotated[JobManager, Depends(get_jobs)]
+
+
+class JobRequest(RequestBody):
+    kind: JobKind = Field(description="single-head, layer, importance, pruning, stats, patterns (contract); "
+                                      "greedy, similarity (extensions).")
+    mode: AblationMode = Field(default="zero", description="How disabled heads are disabled (sweeps, pruning).")
+    split: str | None = Field(default=None, max_length=64, description="train, dev or test; null = dev.")
+    limit: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="The first N examples of the split; null = all of it.")
+    max_heads: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="greedy: most heads to disable (default 5, at most every head).")
+    word_level: bool = Field(default=False, description="stats: merge wordpieces into words (Clark et al.).")
+
+
+class JobCreated(BaseModel):
+    id: str
+    kind: str
+    state: str
+
+
+class JobBody(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=1)
+    eta_s: float | None = Field(description="Estimated seconds left; null while unknown.")
+    result: dict | None
+    error: str | None
+    params: dict = Field(description="The canonical parameters the job ran with.")
+    stored: bool = Field(description="The result came from the store (computed earlier, maybe before a restart).")
+    elapsed_s: float | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobBody] = Field(description="Newest first; results left out (fetch each job for its result).")
+
+
+def _unknown(job_id: str) -> JSONResponse:
+    return error_response(404, f"no job with id {job_id!r}; POST /api/jobs starts one, GET /api/jobs lists them")
+
+
+@router.post("/jobs", status_code=202, response_model=JobCreated, responses=ERROR_RESPONSES)
+def start_job(body: JobRequest, jobs: JobsDep) -> JobCreated:
+    """Queue an analysis (or find the same one running or finished: the id depends only on the request,
+    the model and the task)."""
+    extra = {"max_heads": body.max_heads} if body.kind == "greedy" else {}
+    if body.kind == "stats":
+        extra["word_level"] = body.word_level
+    job = jobs.submit(body.kind, body.mode, body.split, body.limit, **extra)
+    return JobCreated(id=job.id, kind=job.kind, state=job.state)
+
+
+@router.get("/jobs", response_model=JobList)
+def list_jobs(jobs: JobsDep) -> JobList:
+    """Jobs of this server and finished ones stored for this model and task."""
+    return JobList(jobs=[JobBody(**job.to_dict(with_result=False)) for job in jobs.list()])
+
+
+@router.get("/jobs/{job_id}", response_model=JobBody, responses={404: ERROR_RESPONSES[422]})
+def get_job(job_id: JobId, jobs: JobsDep) -> JobBody | JSONResponse:
+    """State, progress (0..1), time left and, once done, the result."""
+    job = jobs.get(job_id)
+    return _unknown(job_id) if job is None else JobBody(**job.to_dict())
+
+
+@router.delete("/jobs/{job_id}", response_model=JobBody, responses={404: ERROR_RESPONSES[422]})
+def cancel_job(job_id: JobId, jobs: JobsDep) -> JobBody | JSONResponse:
+    """Cancel a queued or running job; a finished job is left as it is."""
+    job = jobs.cancel(job_id)
+    return _unknown(job_id) if job is None else JobBody(**job.to_dict())

@@ -1,0 +1,26 @@
+"""What is loaded: the contract's model description plus what a client needs to explain and bound
+its requests (each ablation mode's meaning, the limits)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.api.deps import EngineDep, GateDep, SettingsDep, public_model_name
+from backend.api.schemas import (
+    ABLATION_MODE_MEANINGS,
+    MAX_EXAMPLES_PAGE,
+    MAX_TEXT_CHARS,
+    Limits,
+    ModelResponse,
+)
+
+router = APIRouter(prefix="/api", tags=["model"])
+
+
+@router.get("/model", response_model=ModelResponse)
+async def describe_model(engine: EngineDep, gate: GateDep, settings: SettingsDep) -> ModelResponse:
+    limits = Limits(max_tokens=engine.model.max_tokens, max_text_chars=MAX_TEXT_CHARS,
+                    max_body_bytes=settings.max_body_bytes, max_examples_page=MAX_EXAMPLES_PAGE,
+                    concurrency=gate.concurrency, queue_size=gate.queue_size)
+    description = {**engine.describe(), "name": public_model_name(engine.model.name)}
+    return ModelResponse(**description, ablation_modes=ABLATION_MODE_MEANINGS, limits=limits)

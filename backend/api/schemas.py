@@ -1,0 +1,163 @@
+"""Request and response bodies of the HTTP API (contract.md, v1), with every static limit declared.
+
+Limits live in ``Field(...)`` so that ``/openapi.json`` states them and the 422 messages name them.
+Limits that depend on the loaded model (layer and head ranges, ``max_tokens``) are checked by the
+engine and reported by ``/api/model``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.engine.interventions import AblationMode
+
+MAX_TEXT_CHARS = 50_000
+MAX_HEAD_LIST = 4096
+MAX_EXAMPLES_PAGE = 1000
+
+ABLATION_MODE_MEANINGS: dict[str, str] = {
+    "zero": "the head's output (its slice of the context vector) is set to 0 (Michel et al. 2019)",
+    "uniform": "the head's attention weights are 1/L over the L real tokens, so its output is the mean "
+               "of its value vectors (Kovaleva et al. 2019)",
+    "mean": "the head's output at every position is its mean output over the reference split's real "
+            "tokens, computed once on the unablated model",
+}
+
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Index = Annotated[int, Field(strict=True, ge=0)]
+Head = Annotated[
+    tuple[Index, Index],
+    Field(description="[layer, head], 0-indexed; layer < num_layers and head < num_heads of /api/model"),
+]
+HeadList = Annotated[list[Head], Field(max_length=MAX_HEAD_LIST)]
+HeadPair = Annotated[list[int], Field(min_length=2, max_length=2, description="[layer, head]")]
+
+
+class RequestBody(BaseModel):
+    """Unknown fields are an error, so a misspelt option is reported instead of silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AttentionRequest(RequestBody):
+    text: Text = Field(min_length=1, description="The input; at most max_tokens tokens once encoded.")
+    text_pair: Text | None = Field(default=None, description="Optional second segment.")
+    ablate: HeadList = Field(default_factory=list, description="Heads to disable.")
+    mode: AblationMode = Field(default="zero", description="How disabled heads are disabled.")
+    heads: HeadList | None = Field(default=None, description="Heads to send; null = every head.")
+    format: Literal["json", "f16"] = Field(
+        default="json", description="json: rounded values; f16: base64 little-endian float16, row-major n x n."
+    )
+
+
+class Prediction(BaseModel):
+    label: str
+    probs: list[float] = Field(description="Class probabilities in the order of /api/model's labels.")
+
+
+class HeadAttention(BaseModel):
+    layer: int
+    head: int
+    values: list[list[float]] | None = Field(default=None, description="n x n, rows = queries (format json).")
+    data: str | None = Field(default=None, description="base64 float16 n x n (format f16).")
+
+
+class AttentionResponse(BaseModel):
+    tokens: list[str]
+    segments: list[int]
+    prediction: Prediction
+    heads: list[HeadAttention]
+    mode: AblationMode = Field(description="The ablation mode that produced these numbers.")
+    ablate: list[HeadPair] = Field(description="The disabled heads, sorted, without repeats.")
+
+
+class EvaluateRequest(RequestBody):
+    ablate: HeadList = Field(default_factory=list, description="Heads to disable.")
+    mode: AblationMode = Field(default="zero", description="How disabled heads are disabled.")
+    split: str | None = Field(default=None, max_length=64, description="train, dev or test; null = dev.")
+    limit: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="The first N examples of the split; null = all of it."
+    )
+
+
+class EvaluateResponse(BaseModel):
+    metric: str
+    score: float
+    baseline: float
+    delta: float
+    n: int
+    flipped: list[int]
+    cached: bool
+    elapsed_ms: float
+    mode: AblationMode
+    split: str
+    ablate: list[HeadPair] = Field(description="The disabled heads, sorted, without repeats.")
+
+
+class ExampleItem(BaseModel):
+    id: int
+    text: str
+    text_pair: str | None
+    label: str
+    predicted: str = Field(description="The unablated model's prediction.")
+
+
+class ExamplesResponse(BaseModel):
+    total: int
+    items: list[ExampleItem]
+
+
+class TaskInfo(BaseModel):
+    name: str
+    metric: str
+    splits: dict[str, int]
+
+
+class Limits(BaseModel):
+    max_tokens: int
+    max_text_chars: int
+    max_body_bytes: int
+    max_examples_page: int
+    concurrency: int
+    queue_size: int
+
+
+class ModelResponse(BaseModel):
+    name: str
+    architecture: str
+    num_layers: int
+    num_heads: int
+    head_dim: int
+    max_tokens: int
+    device: str
+    dtype: str
+    labels: list[str]
+    fingerprint: str
+    task: TaskInfo
+    ablation_modes: dict[str, str] = Field(description="One-line definition of each ablation mode.")
+    limits: Limits
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model: str
+    device: str
+    running: int = Field(description="Model calls running now.")
+    waiting: int = Field(description="Model calls waiting for a slot.")
+    concurrency: int
+    queue_size: int
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx (and the rare 500) answers with this: what was wrong and what is allowed."""
+
+    detail: str
+    errors: list[FieldError] | None = None

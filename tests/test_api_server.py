@@ -1,0 +1,196 @@
+"""The API through a real uvicorn server on a loopback port: the contract over a socket, eight clients
+at once each getting exactly their own answer, and a server that stays responsive (and says 429, not
+"wait forever") while model calls are busy."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from conftest import make_task
+
+from backend.api.app import create_app, server_config
+from backend.engine.engine import Engine
+from backend.engine.model import LoadedModel
+from backend.engine.store import ResultStore
+from backend.settings import Settings
+
+TEXTS = ["the movie was good", "awful plot and boring acting", "not very fun , but great",
+         "i love the film !", "the acting is bad", "a great plot", "very very good movie", "hate it ."]
+MASKS = [[[0, 0]], [[0, 1], [2, 3]], [[1, 2]], [[2, 0], [2, 1], [2, 2]], [], [[0, 3], [1, 3]], [[1, 0]],
+         [[0, 2], [1, 1], [2, 1]]]
+MODES = ["zero", "uniform", "mean", "zero", "uniform", "mean", "zero", "uniform"]
+
+
+@contextmanager
+def serving(engine: Engine, tmp_path: Path, **settings) -> Iterator[str]:
+    """A uvicorn server for the app on 127.0.0.1 at a free port, in a thread; yields its base URL."""
+    config = Settings(cache_dir=tmp_path, **settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(server_config(create_app(config, engine=engine), config, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def fresh_engine(model: LoadedModel, tmp_path: Path, name: str, **task) -> Engine:
+    return Engine(model, make_task(**task), ResultStore(tmp_path / f"{name}.sqlite"), batch_size=8)
+
+
+def wait_for(url: str, condition, timeout: float = 20.0) -> dict:
+    """Poll /api/health until `condition(body)` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = httpx.get(f"{url}/api/health").json()
+        if condition(body):
+            return body
+        assert time.monotonic() < deadline, f"health never reached the expected state: {body}"
+        time.sleep(0.02)
+
+
+def timed_get(url: str) -> tuple[float, httpx.Response]:
+    started = time.perf_counter()
+    response = httpx.get(url, timeout=10)
+    return time.perf_counter() - started, response
+
+
+def test_every_endpoint_over_a_real_socket(engine: Engine, tmp_path: Path) -> None:
+    with serving(engine, tmp_path) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/api/health").json()["status"] == "ok"
+        assert client.get("/api/model").json()["fingerprint"] == engine.model.fingerprint
+        attention = client.post("/api/attention", json={"text": TEXTS[1], "ablate": [[1, 1]], "heads": [[2, 0]]})
+        values = np.array(attention.json()["heads"][0]["values"])
+        np.testing.assert_allclose(values, engine.attention(TEXTS[1], None, [[1, 1]]).weights[2, 0], atol=5.1e-6)
+        evaluation = client.post("/api/evaluate", json={"ablate": [[0, 2]], "limit": 25}).json()
+        assert evaluation["score"] == engine.evaluate([[0, 2]], limit=25, use_store=False).score
+        assert client.get("/api/examples", params={"limit": 3}).json()["total"] == 40
+        missing = client.get("/api/nothing")
+        assert missing.status_code == 404 and "nothing" in missing.json()["detail"]
+        assert "server" not in missing.headers
+
+
+def test_eight_clients_at_once_each_get_their_own_answer(engine: Engine, tiny_model: LoadedModel,
+                                                         tmp_path: Path) -> None:
+    """Answers computed alone on a separate engine (no shared memo or store) must match what eight
+    simultaneous clients, each with its own text, mask and mode, get back."""
+    alone = fresh_engine(tiny_model, tmp_path, "alone")
+    expected_attention = [alone.attention(t, None, m, mode) for t, m, mode in zip(TEXTS, MASKS, MODES, strict=True)]
+    expected_scores = [alone.evaluate(m, mode, use_store=False) for m, mode in zip(MASKS, MODES, strict=True)]
+    start = threading.Barrier(8)
+
+    def one_client(index: int) -> tuple[dict, dict]:
+        with httpx.Client(timeout=60) as client:
+            start.wait()
+            attention = client.post(f"{url}/api/attention", json={"text": TEXTS[index], "ablate": MASKS[index],
+                                                                   "mode": MODES[index]})
+            evaluation = client.post(f"{url}/api/evaluate", json={"ablate": MASKS[index], "mode": MODES[index]})
+            assert attention.status_code == evaluation.status_code == 200, (attention.text, evaluation.text)
+            return attention.json(), evaluation.json()
+
+    with serving(engine, tmp_path, concurrency=4) as url, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one_client, range(8)))
+    for index, (attention, evaluation) in enumerate(answers):
+        expected = expected_attention[index]
+        assert attention["tokens"] == expected.tokens
+        np.testing.assert_allclose(attention["prediction"]["probs"], expected.probs, atol=1e-6)
+        for head in attention["heads"]:
+            np.testing.assert_allclose(head["values"], expected.weights[head["layer"], head["head"]], atol=5.1e-6)
+        score = expected_scores[index]
+        assert (evaluation["score"], evaluation["flipped"], evaluation["mode"]) == \
+            (score.score, score.flipped, score.mode)
+
+
+def test_full_queue_is_429_with_retry_after_while_health_model_and_stored_results_answer(
+        engine: Engine, tmp_path: Path) -> None:
+    """A forward in progress holds the engine lock; holding it here keeps three evaluations in the gate
+    (one running, two queued: concurrency 1, queue 2). A fourth is refused at once; health, the model
+    description and an already-stored evaluation still answer quickly; released, the three finish right."""
+    stored = engine.evaluate([[2, 2]], "zero")
+    masks = [[[0, 0]], [[1, 1]], [[2, 3]]]
+    with serving(engine, tmp_path, concurrency=1, queue_size=2) as url, ThreadPoolExecutor(3) as pool:
+        with engine.lock:
+            pending: list[Future] = []
+            for admitted, mask in enumerate(masks, start=1):  # one at a time, so the queue order is known
+                pending.append(pool.submit(httpx.post, f"{url}/api/evaluate", json={"ablate": mask}, timeout=60))
+                wait_for(url, lambda body, k=admitted: body["running"] + body["waiting"] == k)
+            assert wait_for(url, lambda body: body["running"] == 1)["waiting"] == 2
+            refused = httpx.post(f"{url}/api/evaluate", json={"ablate": [[0, 3]]}, timeout=10)
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) >= 1
+            assert "queue_size=2" in refused.json()["detail"] and "concurrency=1" in refused.json()["detail"]
+            refused_attention = httpx.post(f"{url}/api/attention", json={"text": "good"}, timeout=10)
+            assert refused_attention.status_code == 429
+            for path in ("/api/health", "/api/model"):
+                elapsed, response = timed_get(url + path)
+                assert response.status_code == 200 and elapsed < 1.0, (path, elapsed)
+            started = time.perf_counter()
+            again = httpx.post(f"{url}/api/evaluate", json={"ablate": [[2, 2]]}, timeout=10).json()
+            assert time.perf_counter() - started < 1.0
+            assert again["cached"] is True and again["score"] == stored.score
+            assert not any(future.done() for future in pending)
+        results = [future.result().json() for future in pending]
+    for mask, result in zip(masks, results, strict=True):
+        direct = engine.evaluate(mask, use_store=False)
+        assert (result["score"], result["flipped"], result["cached"]) == (direct.score, direct.flipped, False)
+
+
+def test_interactive_calls_go_ahead_of_queued_evaluations(engine: Engine, tmp_path: Path) -> None:
+    """One slot: evaluation A runs (held on the engine lock), evaluation B queues, then attention C
+    queues. Once A is done, C runs before B, so a click's heatmap does not wait for B's whole split."""
+    finished: dict[str, float] = {}
+
+    def post(name: str, path: str, body: dict) -> httpx.Response:
+        response = httpx.post(f"{url}{path}", json=body, timeout=60)
+        finished[name] = time.perf_counter()
+        return response
+
+    with serving(engine, tmp_path, concurrency=1, queue_size=4) as url, ThreadPoolExecutor(3) as pool:
+        with engine.lock:
+            calls = [pool.submit(post, "A", "/api/evaluate", {"ablate": [[0, 1]]})]
+            wait_for(url, lambda body: body["running"] == 1)
+            calls.append(pool.submit(post, "B", "/api/evaluate", {"ablate": [[1, 2]]}))
+            wait_for(url, lambda body: body["waiting"] == 1)
+            calls.append(pool.submit(post, "C", "/api/attention", {"text": TEXTS[0], "heads": [[0, 0]]}))
+            wait_for(url, lambda body: body["waiting"] == 2)
+        assert all(call.result().status_code == 200 for call in calls)
+    assert finished["A"] < finished["C"] < finished["B"], finished
+
+
+@pytest.mark.slow
+def test_health_answers_while_a_real_long_evaluation_runs(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    """A whole evaluation of 400 examples without the layer cache (about a second here or more); health must keep
+    answering within a fraction of that while it runs."""
+    busy = Engine(tiny_model, make_task(dev=400, train=0), ResultStore(tmp_path / "busy.sqlite"), batch_size=4,
+                  layer_cache_bytes=0)
+    with serving(busy, tmp_path) as url, ThreadPoolExecutor(1) as pool:
+        evaluation = pool.submit(httpx.post, f"{url}/api/evaluate", json={"ablate": [[1, 1]]}, timeout=120)
+        wait_for(url, lambda body: body["running"] == 1)
+        latencies = []
+        while not evaluation.done():
+            elapsed, response = timed_get(f"{url}/api/health")
+            assert response.json()["running"] in (0, 1)
+            latencies.append(elapsed)
+            time.sleep(0.05)
+        assert evaluation.result().status_code == 200
+    assert len(latencies) >= 3, "the evaluation was too quick to observe"
+    assert max(latencies) < 1.0, latencies
