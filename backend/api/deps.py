@@ -6,7 +6,6 @@ All three are created once per app (the engine in the lifespan unless a test han
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -32,13 +31,6 @@ def validated_mask(engine: Engine, ablate: list[tuple[int, int]]) -> list[list[i
     """The mask as sorted [layer, head] pairs without repeats, as the engine keys it; an unknown head is
     an InputError (422) raised here, before the request takes a place in the model queue."""
     return engine.disabled_tensor(ablate).nonzero().tolist()
-
-
-def public_model_name(name: str) -> str:
-    """A hub id or the embedded model's name as is; a local directory by its last component only, so
-    that no server path reaches a client."""
-    path = Path(name).expanduser()
-    return path.name if path.is_absolute() or path.exists() else name
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

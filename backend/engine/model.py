@@ -259,7 +259,8 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
     if FAMILIES[architecture].base == "roberta":
         positions -= 2  # RoBERTa-style positions start after the padding index
     return LoadedModel(
-        model=model, tokenizer=tokenizer, name=name or str(source), architecture=architecture,
+        model=model, tokenizer=tokenizer, architecture=architecture,
+        name=name or (directory.name if Path(source).expanduser().is_dir() else str(source)),  # no server paths
         family=FAMILIES[architecture], fingerprint=_fingerprint(directory),
         max_tokens=min(max_tokens, positions),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.deps import EngineDep, GateDep, public_model_name
+from backend.api.deps import EngineDep, GateDep
 from backend.api.schemas import HealthResponse
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -13,6 +13,6 @@ router = APIRouter(prefix="/api", tags=["health"])
 
 @router.get("/health", response_model=HealthResponse)
 async def health(engine: EngineDep, gate: GateDep) -> HealthResponse:
-    return HealthResponse(status="ok", model=public_model_name(engine.model.name), device=str(engine.model.device),
+    return HealthResponse(status="ok", model=engine.model.name, device=str(engine.model.device),
                           running=gate.running, waiting=gate.waiting, concurrency=gate.concurrency,
                           queue_size=gate.queue_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.deps import EngineDep, GateDep, SettingsDep, public_model_name
+from backend.api.deps import EngineDep, GateDep, SettingsDep
 from backend.api.schemas import (
     ABLATION_MODE_MEANINGS,
     MAX_EXAMPLES_PAGE,
@@ -22,5 +22,5 @@ async def describe_model(engine: EngineDep, gate: GateDep, settings: SettingsDep
     limits = Limits(max_tokens=engine.model.max_tokens, max_text_chars=MAX_TEXT_CHARS,
                     max_body_bytes=settings.max_body_bytes, max_examples_page=MAX_EXAMPLES_PAGE,
                     concurrency=gate.concurrency, queue_size=gate.queue_size)
-    description = {**engine.describe(), "name": public_model_name(engine.model.name)}
+    description = engine.describe()
     return ModelResponse(**description, ablation_modes=ABLATION_MODE_MEANINGS, limits=limits)
