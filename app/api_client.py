@@ -1,0 +1,112 @@
+"""The dashboard's only way to the backend: the public HTTP API (contract.md), over httpx.
+
+Errors come back as `ApiError` carrying the API's own explanation, so the page can show it as is.
+A 429 (the model's queue is full) is retried after its `Retry-After`, within a time budget.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+EXAMPLES_PAGE = 1000  # the API's largest page
+BUSY_RETRY_BUDGET_S = 60.0
+SLOW_CALL_TIMEOUT_S = 600.0  # a first full-dev evaluation of a large model on a CPU is slow
+
+
+class ApiError(Exception):
+    """The API refused or failed a call; `message` is fit to show to the user."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def is_bad_input(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500 and self.status != 429
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The API's `detail` plus each field error, or the status line when the body is not the API's."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"the API answered {response.status_code} {response.reason_phrase}"
+    detail = str(body.get("detail", "")) if isinstance(body, dict) else ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if errors:
+        detail = "; ".join([detail] + [f"{e.get('field')}: {e.get('message')}" for e in errors if e])
+    return detail or f"the API answered {response.status_code} {response.reason_phrase}"
+
+
+class ApiClient:
+    """Typed calls to one headscope API (`base_url` ends in /api). Thread-safe: Dash calls it from many
+    worker threads at once."""
+
+    def __init__(self, base_url: str, *, timeout_s: float = SLOW_CALL_TIMEOUT_S,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0),
+                                    transport=transport)
+        self._examples_lock = threading.Lock()
+        self._examples: tuple[str, list[dict[str, Any]]] | None = None  # (model fingerprint, dev items)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + BUSY_RETRY_BUDGET_S
+        while True:
+            try:
+                response = self._client.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise ApiError(None, f"the API at {self.base_url} is not answering ({exc.__class__.__name__}: "
+                                     f"{exc})") from None
+            if response.status_code == 429:
+                wait = float(response.headers.get("Retry-After", "1") or 1)
+                if time.monotonic() + wait < deadline:
+                    time.sleep(min(max(wait, 0.2), 10.0))
+                    continue
+            if response.is_success:
+                return response.json()
+            raise ApiError(response.status_code, _error_message(response))
+
+    # -- the endpoints --------------------------------------------------------------------------
+    def model(self) -> dict[str, Any]:
+        return self._call("GET", "/model")
+
+    def attention(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str,
+                  fmt: str = "f16") -> dict[str, Any]:
+        body = {"text": text, "text_pair": text_pair or None, "ablate": [list(h) for h in ablate],
+                "mode": mode, "format": fmt}
+        return self._call("POST", "/attention", json=body)
+
+    def evaluate(self, ablate: Sequence[Sequence[int]], mode: str, split: str | None = None,
+                 limit: int | None = None) -> dict[str, Any]:
+        body = {"ablate": [list(h) for h in ablate], "mode": mode, "split": split, "limit": limit}
+        return self._call("POST", "/evaluate", json=body)
+
+    def examples(self, split: str | None = None, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        params: dict[str, Any] = {"offset": offset, "limit": limit}
+        if split:
+            params["split"] = split
+        return self._call("GET", "/examples", params=params)
+
+    def dev_examples(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Every dev example (fetched a page at a time, once per model fingerprint)."""
+        with self._examples_lock:
+            if self._examples is not None and self._examples[0] == fingerprint:
+                return self._examples[1]
+            items: list[dict[str, Any]] = []
+            while True:
+                page = self.examples("dev", offset=len(items), limit=EXAMPLES_PAGE)
+                items.extend(page["items"])
+                if not page["items"] or len(items) >= page["total"]:
+                    break
+            self._examples = (fingerprint, items)
+            return items

@@ -1,0 +1,235 @@
+"""Components of the inspector page: input, score, head grid and focus views.
+
+Only structure lives here. What each element shows is derived from the URL by the callbacks
+(server-side in the *_callbacks modules, browser-side in static/headscope.js).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dcc, html
+
+from app.urlstate import MODES, head_name
+
+MODE_SHORT = {
+    "zero": "output set to 0 (Michel et al. 2019)",
+    "uniform": "weights 1/L over the real tokens (Kovaleva et al. 2019)",
+    "mean": "output replaced by its mean over the reference split",
+}
+GRAPH_CONFIG: dict[str, Any] = {
+    "displaylogo": False,
+    "responsive": True,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toImage"],
+}
+
+
+def _stores(model_info: dict[str, Any]) -> list[Any]:
+    """The page's state: `view-state` (validated, from the URL) and what was fetched for it."""
+    return [
+        dcc.Store(id="model-info", data=model_info),
+        dcc.Store(id="raw-search"),
+        dcc.Store(id="view-state"),
+        dcc.Store(id="problems", data=[]),
+        dcc.Store(id="attention-request"),
+        dcc.Store(id="evaluate-request"),
+        dcc.Store(id="attention"),
+        dcc.Store(id="baseline-attention"),
+        dcc.Store(id="baseline-key"),
+        dcc.Store(id="score-latest"),
+        dcc.Store(id="score-cache", data={}),
+        dcc.Store(id="examples"),
+        dcc.Store(id="figure-export"),
+        dcc.Download(id="download"),
+    ]
+
+
+def _section(title: str, *children: Any, class_name: str = "", extra: Any = None) -> html.Section:
+    heading = html.Div([html.H2(title), extra] if extra is not None else [html.H2(title)], className="section-head")
+    return html.Section([heading, *children], className=f"panel {class_name}".strip())
+
+
+def _input_panel() -> html.Section:
+    return _section(
+        "Input",
+        dcc.Dropdown(id="example-picker", options=[], placeholder="Loading dev examples…", clearable=False,
+                     optionHeight=44, maxHeight=360, className="example-picker"),
+        html.Details([
+            html.Summary("Your own text"),
+            dcc.Textarea(id="text-input", placeholder="Type a sentence…", className="text-input"),
+            dcc.Textarea(id="pair-input", placeholder="Second segment (optional, for pair tasks)",
+                         className="text-input pair"),
+            html.Button("Analyse text", id="analyse-text", className="button primary", n_clicks=0),
+        ], id="text-details", className="text-details"),
+        html.Div(id="input-summary", className="input-summary"),
+    )
+
+
+def _score_panel(metric: str) -> html.Section:
+    return _section(
+        "Task score",
+        html.Div([
+            html.Div([html.Div("with mask", className="label"),
+                      html.Span("…", id="score", className="score-value", **{"aria-busy": "true"})],
+                     className="score-cell main"),
+            html.Div([html.Div("nothing disabled", className="label"),
+                      html.Span("…", id="baseline-score", className="score-value",
+                                **{"aria-busy": "true"})], className="score-cell"),
+            html.Div([html.Div("difference", className="label"),
+                      html.Span("…", id="score-delta", className="score-value")], className="score-cell"),
+        ], className="score-row"),
+        html.Div(f"{metric} on all of dev", id="score-details", className="muted small"),
+        html.Div(id="score-status", className="status small", role="status"),
+        html.H3("Flipped examples", className="subhead"),
+        html.Div(id="flipped-list", className="flipped-list"),
+        html.Div([
+            html.Span("Numbers:", className="muted small"),
+            html.Button("CSV", id="export-csv", className="button small", n_clicks=0),
+            html.Button("JSON", id="export-json", className="button small", n_clicks=0),
+            html.Span("Focused head:", className="muted small"),
+            html.Button("CSV", id="export-head-csv", className="button small", n_clicks=0),
+        ], className="export-row"),
+    )
+
+
+def _mode_buttons(meanings: dict[str, str]) -> html.Div:
+    buttons = [
+        html.Button([html.B(mode), html.Span(MODE_SHORT[mode], className="mode-short")],
+                    id={"mode-button": mode}, className="mode-button", n_clicks=0,
+                    title=meanings.get(mode, MODE_SHORT[mode]), **{"aria-pressed": "false", "data-mode": mode})
+        for mode in MODES
+    ]
+    return html.Div([html.Span("Disable by", className="muted small"), *buttons], className="mode-row",
+                    role="group", **{"aria-label": "Ablation mode"})
+
+
+def _head_grid(num_layers: int, num_heads: int) -> html.Div:
+    """Layers as rows, heads as columns: a picture of the head's attention that focuses it (drawn as its
+    background) and, under it, a toggle that disables it.
+
+    Every item has a fixed grid position, so the one focus ring moves by its style alone. The grid is
+    kept to two components per head, and ids use one key per kind (`{"toggle": "L3H7"}`): Dash's work
+    on each update grows with the number of components and with the ids that share a key set.
+    """
+    def at(row: int, column: int, rows: int = 1) -> dict[str, Any]:
+        return {"gridRow": f"{row + 1} / span {rows}", "gridColumn": column + 1}
+
+    items: list[Any] = [html.Div(f"H{head}", className="grid-col-label", style=at(0, head + 1))
+                        for head in range(num_heads)]
+    for layer in range(num_layers):
+        row = 1 + 2 * layer
+        items.append(html.Button(
+            f"L{layer}", id={"layer-toggle": layer}, className="layer-toggle", n_clicks=0, style=at(row, 0, 2),
+            title=f"Disable or enable every head of layer {layer}",
+        ))
+        for head in range(num_heads):
+            name = head_name(layer, head)
+            items.append(html.Button(
+                id={"focus": name}, className="thumb", n_clicks=0, title=f"Focus {name}", style=at(row, head + 1),
+                **{"data-focus": name, "aria-label": f"Focus {name}"},
+            ))
+            items.append(html.Button(
+                name, id={"toggle": name}, className="toggle", n_clicks=0, title=f"Disable {name}",
+                style=at(row + 1, head + 1), **{"data-head": name, "data-ablated": "false", "aria-pressed": "false"},
+            ))
+    items.append(html.Div(id="focus-ring", className="focus-ring", style=at(1, 1, 2), **{"aria-hidden": "true"}))
+    return html.Div(items, id="head-grid", className="head-grid",
+                    style={"gridTemplateColumns": f"2.6em repeat({num_heads}, minmax(0, 1fr))"},
+                    **{"aria-busy": "true", "data-focused": "L0H0"})
+
+
+def _grid_panel(model_info: dict[str, Any]) -> html.Section:
+    meanings = model_info.get("ablation_modes") or {}
+    return _section(
+        "Heads",
+        _mode_buttons(meanings),
+        _head_grid(int(model_info["num_layers"]), int(model_info["num_heads"])),
+        html.Div([
+            html.Span(id="mask-summary", className="muted small"),
+            html.Button("Enable all heads", id="reset-mask", className="button small", n_clicks=0),
+            html.Button("PNG", id={"export": "grid", "format": "png"},
+                        className="button small", n_clicks=0, title="Download the grid as PNG"),
+            html.Button("SVG", id={"export": "grid", "format": "svg"},
+                        className="button small", n_clicks=0, title="Download the grid as SVG"),
+        ], className="grid-foot"),
+        html.P(
+            "Click a picture to focus its head; click its name to switch it off or on; a layer's label "
+            "switches the whole layer. Each picture is that head's attention (rows: from-token, columns: "
+            "to-token), scaled to its largest weight.",
+            className="muted small help",
+        ),
+        class_name="grid-panel",
+    )
+
+
+def _figure_buttons(figure: str) -> html.Div:
+    return html.Div([
+        html.Button(fmt.upper(), id={"export": figure, "format": fmt},
+                    className="button small", n_clicks=0, title=f"Download as {fmt.upper()}")
+        for fmt in ("png", "svg")
+    ], className="figure-buttons")
+
+
+def _graph(graph_id: str, height: int) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, config=GRAPH_CONFIG, style={"height": f"{height}px"},
+                     figure={"data": [], "layout": {"height": height}})
+
+
+def _focus_panel() -> html.Section:
+    return _section(
+        "Focus",
+        _graph("heatmap", 430),
+        class_name="focus-panel",
+        extra=html.Div([html.Span(id="focus-title", className="focus-title"), _figure_buttons("heatmap")],
+                       className="section-tools"),
+    )
+
+
+def _views_row() -> html.Div:
+    return html.Div([
+        _section("As lines between tokens", html.Div(_graph("lines", 420), className="scroll-box"),
+                 extra=_figure_buttons("lines"), class_name="lines-panel"),
+        _section("Difference from baseline", _graph("diff", 420),
+                 html.P("Focused head under the mask minus the same head with nothing disabled. Disabling "
+                        "a head changes the heads in the layers above it.", className="muted small"),
+                 extra=_figure_buttons("diff"), class_name="diff-panel"),
+    ], className="views-row")
+
+
+def inspector_layout(model_info: dict[str, Any]) -> html.Div:
+    """The whole inspector page for the model `/api/model` describes."""
+    task = model_info["task"]
+    return html.Div([
+        *_stores(model_info),
+        html.Div([
+            html.Span(model_info["name"], className="model-name"),
+            html.Span(f"{model_info['num_layers']} layers × {model_info['num_heads']} heads · "
+                      f"task {task['name']} ({task['metric']}, {task['splits'].get('dev', 0)} dev examples) · "
+                      f"{model_info['device']}", className="muted small"),
+            html.Div([
+                html.Label("Share", htmlFor="share-url", className="muted small"),
+                dcc.Input(id="share-url", type="text", readOnly=True, value="", className="share-url",
+                          debounce=True),
+                dcc.Clipboard(target_id="share-url", title="Copy the link", className="copy-button"),
+            ], className="share"),
+        ], className="model-line"),
+        html.Div([
+            html.Div(id="problems-text"),
+            html.Button("Dismiss", id="dismiss-problems", className="button small", n_clicks=0),
+        ], id="problems-banner", className="problems", role="alert", hidden=True),
+        html.Div([
+            html.Div([_input_panel(), _score_panel(task["metric"])], className="left-column"),
+            _grid_panel(model_info),
+            _focus_panel(),
+        ], className="main-row"),
+        _views_row(),
+    ], className="inspector")
+
+
+def unavailable_layout(api_url: str, message: str) -> html.Div:
+    """Shown instead of the page when the API cannot describe its model."""
+    return html.Div([
+        html.H2("The headscope API is not available"),
+        html.P(["The dashboard asked ", html.Code(f"{api_url}/model"), " and got: ", message]),
+        html.P("Start the API (headscope serve) or check --api-url, then reload this page."),
+    ], className="panel unavailable", role="alert")

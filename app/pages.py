@@ -1,0 +1,8 @@
+"""The registry of dashboard pages: add a page by importing its module and listing its PAGE here."""
+
+from __future__ import annotations
+
+from app import atlas, inspector
+from app.page import Page
+
+PAGES: tuple[Page, ...] = (inspector.PAGE, atlas.PAGE)

@@ -1,0 +1,192 @@
+"""The dashboard's shareable state and its URL form (contract.md, "Dashboard URL").
+
+The address bar is the single source of truth: a query string is parsed here into a validated
+`ViewState` plus one plain-language explanation per invalid parameter (each invalid part falls back
+to its default), and a state is written back in one canonical form. `static/headscope.js` holds the
+same serialiser for changes made in the browser; the two must produce identical strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+MODES = ("zero", "uniform", "mean")
+KNOWN_PARAMS = ("ex", "text", "pair", "layer", "head", "off", "mode")
+# Characters left as they are in a value: what JavaScript's encodeURIComponent leaves, except the quote
+# (browsers escape it in a query themselves), plus the comma that separates heads in `off`.
+URL_SAFE = "!*(),"
+HEAD_NAME = re.compile(r"L(\d{1,4})H(\d{1,4})", re.IGNORECASE)
+MAX_SHOWN_CHARS = 40
+MAX_LISTED_BAD_HEADS = 5
+
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What a URL is checked against: the loaded model's size, the dev split, the API's text limit."""
+
+    num_layers: int
+    num_heads: int
+    dev_size: int
+    max_text_chars: int = 50_000
+
+    @classmethod
+    def from_model_info(cls, info: dict[str, Any]) -> ModelShape:
+        """From `/api/model`'s body."""
+        limits = info.get("limits") or {}
+        return cls(
+            num_layers=int(info["num_layers"]),
+            num_heads=int(info["num_heads"]),
+            dev_size=int(info["task"]["splits"].get("dev", 0)),
+            max_text_chars=int(limits.get("max_text_chars", cls.max_text_chars)),
+        )
+
+
+@dataclass(frozen=True)
+class ViewState:
+    """One view of the dashboard: the input (a dev example or free text), focused head, mask and mode."""
+
+    ex: int | None = 0
+    text: str | None = None
+    pair: str | None = None
+    layer: int = 0
+    head: int = 0
+    off: tuple[Head, ...] = field(default_factory=tuple)
+    mode: str = "zero"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form kept in the page's `view-state` store (and read by headscope.js)."""
+        return {"ex": self.ex, "text": self.text, "pair": self.pair, "layer": self.layer, "head": self.head,
+                "off": [list(h) for h in self.off], "mode": self.mode}
+
+
+def head_name(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def _shown(value: str) -> str:
+    """A user-supplied value quoted for a message, cut short so a huge parameter stays readable."""
+    if len(value) > MAX_SHOWN_CHARS:
+        return repr(value[:MAX_SHOWN_CHARS] + "…")
+    return repr(value)
+
+
+def _parse_index(name: str, raw: str, upper: int, what: str, problems: list[str]) -> int | None:
+    """A non-negative integer below `upper`, or None with an explanation naming the allowed range."""
+    value = raw.strip()
+    if not value.isascii() or not value.isdigit():
+        problems.append(f"{name}={_shown(raw)} is not a whole number; {what} are 0..{upper - 1}.")
+        return None
+    number = int(value)
+    if number >= upper:
+        problems.append(f"{name}={number} is out of range: {what} are 0..{upper - 1}.")
+        return None
+    return number
+
+
+def _parse_off(raw: str, shape: ModelShape, problems: list[str]) -> tuple[Head, ...]:
+    """`L3H7,L5H1` -> sorted unique heads; unknown or malformed names are dropped and listed."""
+    heads: set[Head] = set()
+    malformed: list[str] = []
+    unknown: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        match = HEAD_NAME.fullmatch(item)
+        if match is None:
+            malformed.append(item)
+            continue
+        layer, head = int(match[1]), int(match[2])
+        if layer < shape.num_layers and head < shape.num_heads:
+            heads.add((layer, head))
+        else:
+            unknown.append(head_name(layer, head))
+    if malformed:
+        listed = ", ".join(_shown(m) for m in malformed[:MAX_LISTED_BAD_HEADS])
+        more = f" and {len(malformed) - MAX_LISTED_BAD_HEADS} more" if len(malformed) > MAX_LISTED_BAD_HEADS else ""
+        problems.append(f"off: {listed}{more} ignored: heads are written like L3H7 (layer 3, head 7), "
+                        "separated by commas.")
+    if unknown:
+        listed = ", ".join(unknown[:MAX_LISTED_BAD_HEADS])
+        more = f" and {len(unknown) - MAX_LISTED_BAD_HEADS} more" if len(unknown) > MAX_LISTED_BAD_HEADS else ""
+        problems.append(f"off: {listed}{more} ignored: this model has layers 0..{shape.num_layers - 1} "
+                        f"and heads 0..{shape.num_heads - 1}.")
+    return tuple(sorted(heads))
+
+
+def _parse_text(name: str, raw: str, shape: ModelShape, problems: list[str]) -> str | None:
+    if not raw.strip():
+        problems.append(f"{name} is empty; give some text or an example id (ex).")
+        return None
+    if len(raw) > shape.max_text_chars:
+        problems.append(f"{name} has {len(raw)} characters; the limit is {shape.max_text_chars} "
+                        "(and the model reads at most max_tokens tokens).")
+        return None
+    return raw
+
+
+def parse_query(query: str, shape: ModelShape) -> tuple[ViewState, list[str]]:
+    """A query string (with or without '?') -> the state it names and one explanation per invalid part."""
+    problems: list[str] = []
+    values: dict[str, str] = {}
+    for key, value in parse_qsl(query.removeprefix("?"), keep_blank_values=True):
+        if key not in KNOWN_PARAMS:
+            problems.append(f"unknown parameter {_shown(key)} ignored; known: {', '.join(KNOWN_PARAMS)}.")
+        elif key in values:
+            problems.append(f"{key} is given more than once; the first value is used.")
+        else:
+            values[key] = value
+
+    state = ViewState()
+    example = None
+    if "ex" in values:
+        if shape.dev_size < 1:
+            problems.append("ex ignored: this task has no dev examples.")
+        else:
+            example = _parse_index("ex", values["ex"], shape.dev_size, "dev example ids", problems)
+    if example is not None:
+        state = replace(state, ex=example)
+    elif "text" in values:
+        text = _parse_text("text", values["text"], shape, problems)
+        if text is not None:
+            pair = _parse_text("pair", values["pair"], shape, problems) if values.get("pair") else None
+            state = replace(state, ex=None, text=text, pair=pair)
+    elif "pair" in values:
+        problems.append("pair ignored: it is the second segment of text=, which is missing.")
+
+    layer = head = 0
+    if "layer" in values:
+        layer = _parse_index("layer", values["layer"], shape.num_layers, "layers", problems) or 0
+    if "head" in values:
+        head = _parse_index("head", values["head"], shape.num_heads, "heads", problems) or 0
+    state = replace(state, layer=layer, head=head)
+
+    if "off" in values:
+        state = replace(state, off=_parse_off(values["off"], shape, problems))
+    if "mode" in values:
+        if values["mode"] in MODES:
+            state = replace(state, mode=values["mode"])
+        else:
+            problems.append(f"mode={_shown(values['mode'])} is not an ablation mode; allowed: "
+                            f"{', '.join(MODES)}. Using zero.")
+    return state, problems
+
+
+def _encode(value: str) -> str:
+    return quote(value, safe=URL_SAFE)
+
+
+def to_query(state: ViewState) -> str:
+    """The canonical query string of a state, '?'-prefixed: input, focus, mask (when any), mode."""
+    parts = [f"ex={state.ex}"] if state.ex is not None else [f"text={_encode(state.text or '')}"]
+    if state.ex is None and state.pair:
+        parts.append(f"pair={_encode(state.pair)}")
+    parts += [f"layer={state.layer}", f"head={state.head}"]
+    if state.off:
+        parts.append("off=" + ",".join(head_name(layer, head) for layer, head in sorted(set(state.off))))
+    parts.append(f"mode={state.mode}")
+    return "?" + "&".join(parts)

@@ -1,0 +1,59 @@
+"""Serving: the API and the dashboard from one process (`headscope serve`), or the dashboard alone
+against a running API (`headscope ui --api-url`).
+
+The dashboard is a Flask-based Dash app wrapped by a2wsgi, so its callbacks run in a thread pool and
+a slow one (a first full-dev evaluation) never blocks the API's event loop. Even in one process the
+dashboard reaches the engine only through the HTTP API.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import uvicorn
+from a2wsgi import WSGIMiddleware
+
+from backend.settings import Settings
+
+WSGI_WORKERS = 16  # dashboard callbacks in flight at once; a slow evaluation holds one
+
+
+def local_api_url(settings: Settings) -> str:
+    """Where this process's own API answers: loopback when listening on every interface."""
+    host = settings.host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/api"
+
+
+def checked_api_url(url: str) -> str:
+    """An http(s) URL of the API, without a trailing slash; a clear error otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--api-url must be an http(s) URL like http://127.0.0.1:8000/api, got {url!r}")
+    return url.rstrip("/")
+
+
+def dashboard_asgi(api_url: str) -> WSGIMiddleware:
+    """The dashboard as an ASGI app, talking to the API at `api_url`."""
+    from app.dashboard import create_dash
+
+    dash_app = create_dash(checked_api_url(api_url))
+    return WSGIMiddleware(dash_app.server, workers=WSGI_WORKERS)
+
+
+def serve(settings: Settings) -> None:
+    """API at /api and dashboard at / on settings.host:settings.port, until stopped."""
+    from backend.api.app import serve_api
+
+    serve_api(settings, ui=dashboard_asgi(settings.api_url or local_api_url(settings)))
+
+
+def serve_ui(settings: Settings) -> None:
+    """The dashboard alone on settings.host:settings.port, against the API at settings.api_url."""
+    if not settings.api_url:
+        raise ValueError("the dashboard alone needs the API's address: --api-url http://HOST:PORT/api")
+    uvicorn.run(dashboard_asgi(settings.api_url), host=settings.host, port=settings.port, log_level="info",
+                server_header=False)

@@ -1,0 +1,319 @@
+"""The dashboard in a real headless Chromium against a real server (API + UI in one uvicorn process).
+
+The server runs a tiny BERT through the production loader; `/api/evaluate` is slowed a little so
+the busy state is observable. Every number the page shows is checked against the API's own answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from app.urlstate import ViewState, to_query
+from backend.api.app import create_app
+from backend.engine.engine import Engine, EvaluationResult
+from backend.engine.model import LoadedModel
+from backend.engine.store import ResultStore
+from backend.server import dashboard_asgi
+from backend.settings import Settings
+from tests.conftest import make_task
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+HOLD_LIMIT_S = 20  # a held evaluation goes on after this even if the test never releases it
+WAIT_MS = 30_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+class HeldEvaluations(Engine):
+    """The real engine, whose masked evaluations for the API can be held back by a test, like a first
+    full-dev run on a CPU, to observe the page while a score is being computed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.released = threading.Event()
+        self.released.set()
+
+    def evaluate(self, ablate, mode="zero", split=None, limit=None, **kwargs) -> EvaluationResult:
+        if list(ablate) and kwargs.get("use_store", True):
+            self.released.wait(timeout=HOLD_LIMIT_S)
+        return super().evaluate(ablate, mode, split, limit, **kwargs)
+
+
+@dataclass
+class Server:
+    url: str
+    engine: HeldEvaluations
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def running(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A uvicorn server on a free loopback port serving /api and the dashboard."""
+    folder = tmp_path_factory.mktemp("dashboard")
+    port = _free_port()
+    engine = HeldEvaluations(tiny_model, make_task(dev=40, train=30), ResultStore(folder / "results.sqlite"),
+                             batch_size=8)
+    settings = Settings(cache_dir=folder, host="127.0.0.1", port=port)
+    app = create_app(settings, engine=engine, ui=dashboard_asgi(f"http://127.0.0.1:{port}/api"))
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield Server(f"http://127.0.0.1:{port}", engine)
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(running: Server) -> str:
+    return running.url
+
+
+@pytest.fixture(scope="module")
+def api(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{server}/api", timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    """A page in a fresh browser context (no shared storage), failing the test on any script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def evaluate(api: httpx.Client, off: list[tuple[int, int]], mode: str = "zero") -> dict:
+    response = api.post("/evaluate", json={"ablate": [list(h) for h in off], "mode": mode, "split": None,
+                                           "limit": None})
+    response.raise_for_status()
+    return response.json()
+
+
+def settled_score(page) -> str:
+    """#score's text once it is no longer busy."""
+    page.wait_for_selector("#score[aria-busy='false']", timeout=WAIT_MS)
+    return page.inner_text("#score")
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+@pytest.fixture(scope="module")
+def telling_head(running: Server) -> tuple[int, int]:
+    """A head whose removal changes the dev score, found without storing results, so that the page's
+    own evaluation of it is a fresh (slowed) one."""
+    engine = running.engine
+    for layer in range(engine.model.num_layers):
+        for head in range(engine.model.num_heads):
+            result = engine.evaluate([(layer, head)], use_store=False)
+            if result.score != result.baseline:
+                return layer, head
+    pytest.fail("no single head changes the tiny model's dev score; retrain the fixture model")
+
+
+def test_focus_then_disable_updates_score_and_url(page, running: Server, server: str, api: httpx.Client,
+                                                  telling_head: tuple[int, int]) -> None:
+    layer, head = telling_head
+    name = f"L{layer}H{head}"
+    baseline = evaluate(api, [])
+    page.goto(server + "/")
+    assert settled_score(page) == f"{baseline['score']:.3f}"
+    assert page.inner_text("#baseline-score") == f"{baseline['baseline']:.3f}"
+    page.wait_for_selector("#head-grid[aria-busy='false']", timeout=WAIT_MS)
+
+    calls: list[str] = []
+    page.on("request", lambda request: calls.append(request.url) if "_dash-update-component" in request.url
+            or "/api/" in request.url else None)
+    page.click(f"[data-focus={name}]")
+    page.wait_for_function(f"document.getElementById('focus-title').innerText.startsWith('{name}')")
+    assert query_of(page.url)["layer"] == [str(layer)] and query_of(page.url)["head"] == [str(head)]
+    assert page.get_attribute("#head-grid", "data-focused") == name
+    packed = page.evaluate("document.querySelector('#heatmap .js-plotly-plot').data[0].z")
+    shown = np.frombuffer(base64.b64decode(packed["bdata"]), "<f4").reshape(
+        [int(side) for side in packed["shape"].split(",")])
+    text = api.get("/examples", params={"offset": 0, "limit": 1}).json()["items"][0]["text"]
+    served = api.post("/attention", json={"text": text, "heads": [[layer, head]]}).json()["heads"][0]["values"]
+    assert np.allclose(shown, served, atol=2e-3)  # float16 on the wire
+    page.wait_for_timeout(300)
+    assert calls == [], "focusing a head whose data is in the page must not call the server"
+
+    toggle = page.locator(f"[data-head={name}]")
+    assert toggle.get_attribute("data-ablated") == "false"
+    running.engine.released.clear()
+    try:
+        toggle.click()
+        expect(toggle).to_have_attribute("data-ablated", "true")
+        expect(page.locator("#score")).to_have_attribute("aria-busy", "true")  # the evaluation is held
+        assert query_of(page.url)["off"] == [name]
+        assert page.inner_text("#score") == "…" and "Computing" in page.inner_text("#score-status")
+
+        # The page stays usable while the score is computed: focus moves at once.
+        other = "L0H1" if name != "L0H1" else "L0H2"
+        page.click(f"[data-focus={other}]")
+        page.wait_for_function(f"document.getElementById('focus-title').innerText.startsWith('{other}')")
+        assert page.get_attribute("#score", "aria-busy") == "true"
+    finally:
+        running.engine.released.set()
+
+    expected = evaluate(api, [(layer, head)])
+    assert settled_score(page) == f"{expected['score']:.3f}" != f"{baseline['score']:.3f}"
+    assert page.input_value("#share-url") == page.url
+    delta = page.inner_text("#score-delta")
+    assert delta.endswith(f"{abs(expected['delta']):.3f}") and delta[0] == ("+" if expected["delta"] > 0 else "−")
+    flipped = page.locator(".flipped-item")
+    assert flipped.count() == len(expected["flipped"])
+
+    # A flipped example is one click from the inspector, keeping the mask.
+    elsewhere = [ex for ex in expected["flipped"] if ex != 0]
+    if elsewhere:
+        page.click(f"[id='{json.dumps({'flipped': elsewhere[0]}, separators=(',', ':'))}']")
+        page.wait_for_function(f"new URL(location.href).searchParams.get('ex') === '{elsewhere[0]}'")
+        assert query_of(page.url)["off"] == [name]
+        assert settled_score(page) == f"{expected['score']:.3f}"
+
+    # Back returns to the unmasked view.
+    for _ in range(6):
+        if "off" not in query_of(page.url):
+            break
+        page.go_back()
+        page.wait_for_timeout(200)
+    page.wait_for_selector(f"[data-head={name}][data-ablated='false']", timeout=WAIT_MS)
+    assert settled_score(page) == f"{baseline['score']:.3f}"
+
+
+def test_a_shared_link_opens_the_same_view_in_a_fresh_browser(page, browser, server: str, api: httpx.Client,
+                                                               telling_head: tuple[int, int]) -> None:
+    layer, head = telling_head
+    name = f"L{layer}H{head}"
+    page.goto(server + "/?ex=3")
+    settled_score(page)
+    page.click("[data-head=L2H3]")
+    page.click(f"[data-head={name}]")
+    page.click("[data-focus=L2H1]")
+    page.click("[data-mode=uniform]")
+    view = ViewState(ex=3, layer=2, head=1, off=tuple(sorted({(layer, head), (2, 3)})), mode="uniform")
+    shared = f"{server}/{to_query(view)}"
+    expect(page.locator("#share-url")).to_have_value(shared)
+    assert page.url == shared
+    expected = evaluate(api, sorted({(layer, head), (2, 3)}), mode="uniform")
+    assert settled_score(page) == f"{expected['score']:.3f}"
+
+    fresh = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        other = fresh.new_page()
+        other.goto(shared)
+        assert settled_score(other) == f"{expected['score']:.3f}"
+        ablated = other.eval_on_selector_all("[data-ablated='true']", "els => els.map(e => e.dataset.head)")
+        assert sorted(ablated) == sorted({name, "L2H3"})
+        assert other.get_attribute("#head-grid", "data-focused") == "L2H1"
+        assert other.get_attribute("[data-mode=uniform]", "aria-pressed") == "true"
+        assert other.inner_text("#focus-title").startswith("L2H1")
+        assert other.url == shared and other.input_value("#share-url") == shared
+        assert "Dev example #3" in other.inner_text("#input-summary")
+    finally:
+        fresh.close()
+
+
+def test_an_invalid_link_is_explained_and_falls_back(page, server: str, api: httpx.Client) -> None:
+    page.goto(server + "/?ex=zzz&layer=99&head=1&off=L9H9,garbage,L1H1&mode=bogus&extra=1")
+    banner = page.locator("#problems-banner")
+    banner.wait_for(state="visible", timeout=WAIT_MS)
+    text = banner.inner_text()
+    for fragment in ("ex=", "layer=99", "L9H9", "'garbage'", "mode=", "'extra'"):
+        assert fragment in text
+    expected = evaluate(api, [(1, 1)])
+    assert settled_score(page) == f"{expected['score']:.3f}"
+    assert query_of(page.url) == {"ex": ["0"], "layer": ["0"], "head": ["1"], "off": ["L1H1"], "mode": ["zero"]}
+    assert page.eval_on_selector_all("[data-ablated='true']", "els => els.map(e => e.dataset.head)") == ["L1H1"]
+    page.click("#dismiss-problems")
+    banner.wait_for(state="hidden")
+
+
+def test_a_text_over_max_tokens_is_explained_and_falls_back_to_example_0(page, server: str,
+                                                                         api: httpx.Client) -> None:
+    max_tokens = api.get("/model").json()["max_tokens"]
+    page.goto(server + "/?text=" + "+".join(["good"] * (max_tokens + 5)))
+    banner = page.locator("#problems-banner")
+    banner.wait_for(state="visible", timeout=WAIT_MS)
+    assert str(max_tokens) in banner.inner_text()
+    page.wait_for_function("new URL(location.href).searchParams.get('ex') === '0'", timeout=WAIT_MS)
+    page.wait_for_selector("#input-summary :text('Dev example #0')", timeout=WAIT_MS)
+
+
+def test_typed_text_is_analysed_and_exports_match_the_page(page, server: str, api: httpx.Client) -> None:
+    page.goto(server + "/")
+    settled_score(page)
+    page.click("#text-details summary")
+    page.fill("#text-input", "the plot is not good , but fun")
+    page.click("#analyse-text")
+    page.wait_for_function("new URL(location.href).searchParams.get('text') === 'the plot is not good , but fun'")
+    expected = api.post("/attention", json={"text": "the plot is not good , but fun", "heads": []}).json()
+    page.wait_for_selector(f"#input-summary :text('Prediction: {expected['prediction']['label']}')",
+                           timeout=WAIT_MS)
+    with page.expect_download() as download:
+        page.click("#export-json")
+    numbers = json.loads(Path(download.value.path()).read_text())
+    assert numbers["score"] == evaluate(api, [])["score"]
+    assert numbers["prediction"]["probs"] == pytest.approx(expected["prediction"]["probs"], abs=1e-6)
+    assert numbers["url"] == page.url
+    with page.expect_download() as download:
+        page.click("[id*='\"export\":\"heatmap\"'][id*='\"format\":\"svg\"']")
+    assert Path(download.value.path()).read_text().lstrip().startswith("<svg")
+    with page.expect_download() as download:
+        page.click("[id*='\"export\":\"grid\"'][id*='\"format\":\"png\"']")
+    assert Path(download.value.path()).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_browser_serialiser_matches_the_python_one(page, server: str) -> None:
+    page.goto(server + "/")
+    settled_score(page)
+    states = [
+        ViewState(ex=7, layer=2, head=3, off=((2, 1), (0, 3), (2, 1)), mode="mean"),
+        ViewState(ex=None, text="it's \"50%\" off, & more = 1+1 ~ café ü 😀", pair="a/b?c#d", layer=0, head=2),
+        ViewState(ex=None, text="(wow)!*", pair=None, mode="uniform"),
+    ]
+    for state in states:
+        link = page.evaluate("s => window.dash_clientside.headscope.shareUrl(s)", state.to_dict())
+        assert link == f"{server}/{to_query(state)}"
