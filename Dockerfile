@@ -21,8 +21,7 @@ COPY pyproject.toml README.md ./
 COPY backend ./backend
 COPY app ./app
 COPY static ./static
-# Editable, so the dashboard finds its assets in ./static next to the code.
-RUN pip install -e .
+RUN pip install .
 
 RUN useradd --create-home headscope && mkdir -p /cache && chown headscope /cache
 USER headscope

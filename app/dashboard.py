@@ -14,7 +14,9 @@ from app.api_client import ApiClient
 from app.page import Page
 from app.pages import PAGES
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# static/ beside app/ in a checkout; app/static/ inside an installed wheel
+_HERE = Path(__file__).resolve().parent
+STATIC_DIR = next(p for p in (_HERE.parent / "static", _HERE / "static") if p.is_dir())
 
 
 def _shell(app: Dash, pages: tuple[Page, ...]) -> html.Div:

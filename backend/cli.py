@@ -41,10 +41,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
     """Serve the dashboard at / and the API at /api from one process."""
+    from backend.engine.errors import EngineError
     from backend.server import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run(_settings(model=model, task=task, metric=metric, host=host, port=port))
+    try:
+        run(_settings(model=model, task=task, metric=metric, host=host, port=port))
+    except EngineError as exc:  # a model or task that cannot be loaded: say why, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -56,7 +61,11 @@ def ui(
     """Serve the dashboard alone, against a running API."""
     from backend.server import serve_ui
 
-    serve_ui(_settings(api_url=api_url, host=host, port=port))
+    try:
+        serve_ui(_settings(api_url=api_url, host=host, port=port))
+    except ValueError as exc:  # a missing or malformed --api-url
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

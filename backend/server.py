@@ -45,10 +45,15 @@ def dashboard_asgi(api_url: str) -> WSGIMiddleware:
 
 
 def serve(settings: Settings) -> None:
-    """API at /api and dashboard at / on settings.host:settings.port, until stopped."""
-    from backend.api.app import serve_api
+    """API at /api and dashboard at / on settings.host:settings.port, until stopped.
 
-    serve_api(settings, ui=dashboard_asgi(settings.api_url or local_api_url(settings)))
+    The engine is built before the server starts, so a bad model or task is reported as one clear
+    message (an `EngineError` for the caller) rather than a failed ASGI lifespan."""
+    from backend.api.app import serve_api
+    from backend.engine.workspace import build_engine
+
+    engine = build_engine(settings)
+    serve_api(settings, ui=dashboard_asgi(settings.api_url or local_api_url(settings)), engine=engine)
 
 
 def serve_ui(settings: Settings) -> None:

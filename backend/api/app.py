@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from backend.api.errors import install_error_handlers
 from backend.api.limits import BodySizeLimit, ModelGate
 from backend.api.routes import ROUTERS
+from backend.api.routes.jobs import create_job_manager
 from backend.engine.engine import Engine
 from backend.settings import Settings
 
@@ -54,7 +55,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ui: ASGIApp 
             from backend.engine.workspace import build_engine
 
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings)
+        app.state.jobs = create_job_manager(app.state.engine, settings)
         yield
+        app.state.jobs.close()
 
     app = FastAPI(
         title="headscope",
@@ -92,6 +95,6 @@ def server_config(app: ASGIApp, settings: Settings, log_level: str = "info") -> 
                           server_header=False, timeout_graceful_shutdown=5)
 
 
-def serve_api(settings: Settings, ui: ASGIApp | None = None) -> None:
+def serve_api(settings: Settings, ui: ASGIApp | None = None, engine: Engine | None = None) -> None:
     """Run the API (and the dashboard, if given) with uvicorn on settings.host:settings.port until stopped."""
-    uvicorn.Server(server_config(create_app(settings, ui=ui), settings)).run()
+    uvicorn.Server(server_config(create_app(settings, engine=engine, ui=ui), settings)).run()
