@@ -70,20 +70,30 @@ def ui(
 
 @app.command()
 def sweep(
-    kind: Annotated[str, typer.Option(help="single-head, layer, importance or pruning (also greedy, stats, ...).")],
+    kind: Annotated[str, typer.Option(
+        help="single-head, layer, importance, pruning, greedy, stats, patterns or similarity.")],
     mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean.")],
     out: Annotated[Path, typer.Option(help="Where to write the result: FILE.json or FILE.csv.")],
     model: ModelOption = None,
     task: TaskOption = None,
     split: Annotated[str | None, typer.Option(help="Split to score on (default dev).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use the first N examples of the split.")] = None,
+    max_heads: Annotated[int | None, typer.Option(min=1, help="greedy: most heads to remove.")] = None,
+    word_level: Annotated[bool, typer.Option(help="stats: aggregate wordpieces to words (Clark et al.).")] = False,
+    base_model: Annotated[str | None, typer.Option(help="similarity: the pre-trained model to compare with.")] = None,
 ) -> None:
     """Run an atlas analysis from the command line, with a progress bar, and write JSON or CSV."""
     from backend.engine.atlas.cli import sweep as run_sweep
+    from backend.engine.errors import EngineError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_sweep(kind=kind, mode=mode, split=split, limit=limit, out=out, settings=_settings(model=model, task=task))
-
+    try:
+        run_sweep(kind=kind, mode=mode, split=split, limit=limit, out=out, max_heads=max_heads,
+                  word_level=word_level, settings=_settings(model=model, task=task, base_model=base_model))
+    except (EngineError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {out}")
 
 @app.command()
 def prepare(

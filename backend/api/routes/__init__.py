@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.routes import attention, evaluate, examples, health, model
+from backend.api.routes import attention, evaluate, examples, health, jobs, model
 
-ROUTERS: list[APIRouter] = [health.router, model.router, attention.router, evaluate.router, examples.router]
+ROUTERS: list[APIRouter] = [health.router, model.router, attention.router, evaluate.router, examples.router,
+                             jobs.router]

@@ -1,6 +1,6 @@
 """Background atlas jobs (contract: Jobs): start one, watch its progress, fetch its result, cancel it.
 
-The job manager is created on first use and kept on ``app.state.jobs``; it runs jobs in its own worker
+The job manager is created in the app's lifespan and kept on ``app.state.jobs``; it runs jobs in its own worker
 thread, outside the model gate (a job takes the engine's lock one chunk at a time, so interactive
 requests still get through). Finished results are stored and survive restarts.
 """
@@ -15,10 +15,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from backend.api.errors import ERROR_RESPONSES, error_response
-from backend.api.schemas import RequestBody
+from backend.api.schemas import ErrorBody, RequestBody
 from backend.engine.atlas.jobs import JobManager
 from backend.engine.atlas.similarity import default_base_model
+from backend.engine.engine import Engine
 from backend.engine.interventions import AblationMode
+from backend.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 _create_lock = threading.Lock()
@@ -27,18 +29,24 @@ JobKind = Literal["single-head", "layer", "importance", "pruning", "stats", "pat
 JobId = Annotated[str, Path(max_length=64, description="The id POST /api/jobs returned.")]
 
 
+def create_job_manager(engine: Engine, settings: Settings) -> JobManager:
+    """The job manager for the app's engine and configured base model (made in the app's lifespan)."""
+    return JobManager(engine, base_model=default_base_model(settings.model, settings.base_model, settings.cache_dir))
+
+
 def get_jobs(request: Request) -> JobManager:
-    """The app's one job manager, made on first use for the app's engine and configured base model."""
+    """The app's one job manager (made on first use if the lifespan did not run, as in some tests)."""
     state = request.app.state
     with _create_lock:
         if getattr(state, "jobs", None) is None:
-            settings = state.settings
-            base = default_base_model(settings.model, settings.base_model, settings.cache_dir)
-            state.jobs = JobManager(state.engine, base_model=base)
+            state.jobs = create_job_manager(state.engine, state.settings)
     return state.jobs
 
 
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
+JOB_RESPONSES: dict[int | str, dict] = {
+    **ERROR_RESPONSES, 404: {"model": ErrorBody, "description": "No job with this id."},
+}
 
 
 class JobRequest(RequestBody):
@@ -91,20 +99,20 @@ def start_job(body: JobRequest, jobs: JobsDep) -> JobCreated:
     return JobCreated(id=job.id, kind=job.kind, state=job.state)
 
 
-@router.get("/jobs", response_model=JobList)
+@router.get("/jobs", response_model=JobList, responses=ERROR_RESPONSES)
 def list_jobs(jobs: JobsDep) -> JobList:
     """Jobs of this server and finished ones stored for this model and task."""
     return JobList(jobs=[JobBody(**job.to_dict(with_result=False)) for job in jobs.list()])
 
 
-@router.get("/jobs/{job_id}", response_model=JobBody, responses={404: ERROR_RESPONSES[422]})
+@router.get("/jobs/{job_id}", response_model=JobBody, responses=JOB_RESPONSES)
 def get_job(job_id: JobId, jobs: JobsDep) -> JobBody | JSONResponse:
     """State, progress (0..1), time left and, once done, the result."""
     job = jobs.get(job_id)
     return _unknown(job_id) if job is None else JobBody(**job.to_dict())
 
 
-@router.delete("/jobs/{job_id}", response_model=JobBody, responses={404: ERROR_RESPONSES[422]})
+@router.delete("/jobs/{job_id}", response_model=JobBody, responses=JOB_RESPONSES)
 def cancel_job(job_id: JobId, jobs: JobsDep) -> JobBody | JSONResponse:
     """Cancel a queued or running job; a finished job is left as it is."""
     job = jobs.cancel(job_id)

@@ -1,0 +1,37 @@
+"""`headscope sweep`: run one atlas analysis from the command line with a progress bar, and save it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from backend.engine.atlas.jobs import JobManager
+from backend.engine.atlas.runner import normalise_params, run_job, write_result
+from backend.engine.atlas.similarity import default_base_model
+from backend.engine.workspace import build_engine
+from backend.settings import Settings
+
+
+def sweep(kind: str, mode: str, split: str | None, limit: int | None, out: str | Path, settings: Settings,
+          *, max_heads: int | None = None, word_level: bool = False) -> dict:
+    """Build the engine the settings describe, run `kind` and write the result to `out` (.json or .csv).
+
+    The same code and parameters as `POST /api/jobs`, so the file holds exactly what the API serves; the
+    result is also stored as that job's result, so a server on the same cache shows it at once.
+    """
+    if Path(out).suffix.lower() not in (".json", ".csv"):
+        raise ValueError(f"--out must end in .json or .csv; got {Path(out).name}")
+    engine = build_engine(settings)
+    params = normalise_params(engine, kind, mode, split, limit, max_heads=max_heads, word_level=word_level)
+    base = default_base_model(settings.model, settings.base_model, settings.cache_dir)
+    started = time.monotonic()
+    with tqdm(total=1000, desc=kind, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+        def progress(share: float) -> None:
+            bar.update(max(0, round(share * 1000) - bar.n))
+
+        result = run_job(engine, kind, params, progress, base_model=base)
+    write_result(result, out)
+    JobManager(engine, base_model=base).record(params, result, elapsed_s=time.monotonic() - started)
+    return result

@@ -1,0 +1,73 @@
+"""What every atlas analysis shares: progress and cancellation hooks, and the attention maps of a split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from backend.engine.engine import Engine
+from backend.engine.interventions import Intervention, intervene
+
+Progress = Callable[[float], None]  # share done, 0..1
+Cancelled = Callable[[], bool]
+
+
+class JobCancelled(Exception):
+    """Raised between evaluation chunks when the caller asked to stop."""
+
+
+def no_progress(_: float) -> None:
+    """Progress sink for callers that do not show any."""
+
+
+def never_cancelled() -> bool:
+    return False
+
+
+def check_cancelled(cancelled: Cancelled) -> None:
+    if cancelled():
+        raise JobCancelled("cancelled")
+
+
+@dataclass(frozen=True)
+class ExampleMaps:
+    """One example's attention over its real tokens."""
+
+    position: int  # index in the split's stored order
+    tokens: list[str]
+    segments: list[int]
+    maps: np.ndarray  # [layers, heads, n, n] float32
+
+
+def split_maps(engine: Engine, split: str | None, limit: int | None, progress: Progress = no_progress,
+               cancelled: Cancelled = never_cancelled) -> Iterator[ExampleMaps]:
+    """Every head's unablated attention on each chosen example, one padded batch per forward pass.
+
+    The engine's lock is held for one batch at a time, so interactive requests interleave with a job.
+    """
+    prepared = engine.prepared(split, limit)
+    model = engine.model
+    total = len(prepared.examples)
+    done = 0
+    for batch in prepared.batches:
+        check_cancelled(cancelled)
+        intervention = Intervention(capture_weights=True)
+        with engine.lock, torch.inference_mode(), intervene(intervention):
+            hidden = model.embed(batch.input_ids, batch.token_type_ids)
+            model.run_layers(hidden, batch.additive)
+        weights = torch.stack([intervention.weights[i] for i in range(model.num_layers)], dim=1)
+        weights = weights.float().cpu().numpy()  # [batch, layers, heads, seq, seq]
+        lengths = batch.attention_mask.sum(dim=1).tolist()
+        for row, (position, length) in enumerate(zip(batch.positions, lengths, strict=True)):
+            ids = batch.input_ids[row, :length].tolist()
+            yield ExampleMaps(
+                position=int(position),
+                tokens=model.tokenizer.convert_ids_to_tokens(ids),
+                segments=batch.token_type_ids[row, :length].tolist(),
+                maps=weights[row, :, :, :length, :length],
+            )
+        done += batch.size
+        progress(done / total)

@@ -1,0 +1,219 @@
+"""Long atlas analyses as background jobs: one worker thread, progress, cancellation, stored results.
+
+A job's id is a hash of its kind, its canonical parameters and what makes its numbers (model
+fingerprint, dtype, task hash, max_tokens), so the same request always names the same job. Finished
+results go to a ``jobs`` table in the engine's SQLite file; after a restart, ``get`` and ``submit``
+find them there and answer at once, without running the model. Jobs run one at a time; the analyses
+take the engine's lock one chunk at a time, so interactive requests interleave with a running job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from backend.engine.atlas import runner
+from backend.engine.atlas.common import JobCancelled
+from backend.engine.engine import Engine
+from backend.engine.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL,
+    result TEXT NOT NULL, elapsed_s REAL NOT NULL, finished REAL NOT NULL
+)
+"""
+
+
+@dataclass
+class Job:
+    """One analysis and where it stands."""
+
+    id: str
+    kind: str
+    params: dict
+    state: str = "queued"
+    progress: float = 0.0
+    eta_s: float | None = None
+    result: dict | None = None
+    error: str | None = None
+    stored: bool = False  # the result came from the store, not from this process
+    elapsed_s: float | None = None
+    started: float | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def to_dict(self, with_result: bool = True) -> dict:
+        """The contract's job object, plus the parameters and timing."""
+        return {"id": self.id, "kind": self.kind, "state": self.state, "progress": self.progress,
+                "eta_s": self.eta_s, "result": self.result if with_result else None, "error": self.error,
+                "params": self.params, "stored": self.stored, "elapsed_s": self.elapsed_s}
+
+
+class JobManager:
+    """Queues, runs, cancels and remembers atlas jobs for one engine."""
+
+    def __init__(self, engine: Engine, *, base_model: str | None = None) -> None:
+        self.engine = engine
+        self.base_model = base_model
+        self._jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        store = engine.store
+        with store.locked():
+            store.connection().execute(SCHEMA)
+            store.connection().commit()
+
+    # -- identity and storage -------------------------------------------------------------------
+    def job_id(self, params: dict) -> str:
+        model = self.engine.model
+        identity = {"params": params, "model": model.fingerprint, "dtype": str(model.dtype),
+                    "task": self.engine.task.content_hash, "max_tokens": model.max_tokens}
+        if params["kind"] == "similarity":
+            identity["base_model"] = self.base_model
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _stored(self, job_id: str) -> Job | None:
+        store = self.engine.store
+        with store.locked():
+            row = store.connection().execute(
+                "SELECT kind, params, result, elapsed_s FROM jobs WHERE id = ? AND model = ? AND task = ?",
+                (job_id, self.engine.model.fingerprint, self.engine.task.content_hash)).fetchone()
+        if row is None:
+            return None
+        kind, params, result, elapsed = row
+        return Job(id=job_id, kind=kind, params=json.loads(params), state="done", progress=1.0, eta_s=0.0,
+                   result=json.loads(result), stored=True, elapsed_s=elapsed)
+
+    def record(self, params: dict, result: dict, elapsed_s: float = 0.0) -> str:
+        """Store a finished result (also used by `headscope sweep`, so the server shows it at once)."""
+        job_id = self.job_id(params)
+        store = self.engine.store
+        with store.locked():
+            store.connection().execute(
+                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, params["kind"], json.dumps(params), self.engine.model.fingerprint,
+                 self.engine.task.content_hash, json.dumps(result), elapsed_s, time.time()))
+            store.connection().commit()
+        return job_id
+
+    # -- the public operations ------------------------------------------------------------------
+    def submit(self, kind: str, mode: str | None = "zero", split: str | None = None, limit: int | None = None,
+               **extra: object) -> Job:
+        """Queue a job (or find the same one queued, running or finished); bad parameters raise InputError."""
+        params = runner.normalise_params(self.engine, kind, mode, split, limit, **extra)
+        job_id = self.job_id(params)
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.state in ("queued", "running", "done"):
+                return job
+            stored = self._stored(job_id)
+            if stored is not None:
+                self._jobs[job_id] = stored
+                return stored
+            job = Job(id=job_id, kind=kind, params=params)
+            self._jobs[job_id] = job
+            self._ensure_worker()
+        self._queue.put(job_id)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None and (job := self._stored(job_id)) is not None:
+                self._jobs[job_id] = job
+            return job
+
+    def list(self) -> list[Job]:
+        """Jobs of this process and finished ones stored for this model and task, newest first."""
+        store = self.engine.store
+        with store.locked():
+            ids = [row[0] for row in store.connection().execute(
+                "SELECT id FROM jobs WHERE model = ? AND task = ? ORDER BY finished DESC",
+                (self.engine.model.fingerprint, self.engine.task.content_hash))]
+        with self._lock:
+            live = list(self._jobs)
+        return [job for job_id in dict.fromkeys([*reversed(live), *ids]) if (job := self.get(job_id)) is not None]
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Stop a queued or running job (a running one stops at its next chunk); finished jobs stay."""
+        job = self.get(job_id)
+        if job is None:
+            return None
+        with self._lock:
+            if job.state == "queued":
+                job.state, job.eta_s = "cancelled", None
+            if job.state in ("queued", "running", "cancelled"):
+                job.cancel_event.set()
+        return job
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """Block until the job is no longer queued or running (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while (job := self.get(job_id)) is not None and job.state in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job.state} after {timeout} s")
+            time.sleep(0.02)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    def close(self) -> None:
+        """Cancel what is running and stop the worker (at app shutdown)."""
+        self._closed = True
+        with self._lock:
+            for job in self._jobs.values():
+                if job.state in ("queued", "running"):
+                    job.cancel_event.set()
+        self._queue.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+
+    # -- the worker ---------------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="headscope-jobs", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while (job_id := self._queue.get()) is not None:
+            job = self._jobs.get(job_id)
+            if job is None or job.state != "queued" or job.cancel_event.is_set():
+                continue
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        started = time.monotonic()
+        job.state, job.started, job.progress, job.eta_s, job.error = "running", started, 0.0, None, None
+
+        def progress(share: float) -> None:
+            share = min(max(share, 0.0), 1.0)
+            job.progress = share
+            elapsed = time.monotonic() - started
+            job.eta_s = elapsed * (1 - share) / share if share > 0 else None
+
+        try:
+            result = runner.run_job(self.engine, job.kind, job.params, progress, job.cancel_event.is_set,
+                                    base_model=self.base_model)
+        except JobCancelled:
+            job.state, job.eta_s = "cancelled", None
+            return
+        except EngineError as exc:
+            job.state, job.error, job.eta_s = "failed", str(exc), None
+            return
+        except Exception as exc:  # a job must never take the worker down
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            job.state, job.error, job.eta_s = "failed", f"internal error: {type(exc).__name__}", None
+            return
+        job.elapsed_s = time.monotonic() - started
+        self.record(job.params, result, job.elapsed_s)
+        job.result, job.progress, job.eta_s, job.state = result, 1.0, 0.0, "done"

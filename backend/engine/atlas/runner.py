@@ -1,0 +1,145 @@
+"""One entry point for every atlas analysis, shared by the job manager (API) and `headscope sweep` (CLI).
+
+:func:`normalise_params` validates a request's parameters and puts them in one canonical form (so equal
+requests get equal job ids); :func:`run_job` runs a kind; :func:`write_result` saves a result as JSON
+(the contract's format) or CSV (one row per head, layer or step).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from backend.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress, split_maps
+from backend.engine.atlas.importance import head_importance, pruning_curve
+from backend.engine.atlas.patterns import PatternCounter
+from backend.engine.atlas.similarity import attention_similarity
+from backend.engine.atlas.stats import StatsAccumulator
+from backend.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
+from backend.engine.engine import Engine
+from backend.engine.errors import InputError
+from backend.engine.interventions import ABLATION_MODES
+
+CONTRACT_KINDS = ("single-head", "layer", "importance", "pruning", "stats", "patterns")
+KINDS = (*CONTRACT_KINDS, "greedy", "similarity")
+DEFAULT_MAX_HEADS = 5
+
+
+def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split: str | None = None,
+                     limit: int | None = None, *, max_heads: int | None = None, word_level: bool = False) -> dict:
+    """Checked, canonical parameters of a job; an InputError names what is allowed."""
+    if kind not in KINDS:
+        raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
+    mode = mode or "zero"
+    if mode not in ABLATION_MODES:
+        raise InputError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
+    split = split or "dev"
+    sizes = engine.task.sizes()
+    if split not in sizes:
+        raise InputError(f"unknown split {split!r}; this task has: {', '.join(sizes)}")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be an integer of at least 1 (or null for the whole split); got {limit!r}")
+        if limit >= sizes[split]:
+            limit = None  # the whole split: same numbers, same job
+    params: dict = {"kind": kind, "mode": mode, "split": split, "limit": limit}
+    if kind in ("stats", "patterns", "similarity"):
+        params["mode"] = None  # attention of the unablated model: the mode changes nothing
+    if kind == "stats":
+        params["word_level"] = bool(word_level)
+    if kind == "greedy":
+        total = engine.model.num_layers * engine.model.num_heads
+        chosen = DEFAULT_MAX_HEADS if max_heads is None else max_heads
+        if isinstance(chosen, bool) or not isinstance(chosen, int) or not 1 <= chosen <= total:
+            raise InputError(f"max_heads must be an integer from 1 to {total}; got {max_heads!r}")
+        params["max_heads"] = chosen
+        params["held_out"] = "test" if "test" in sizes and split != "test" else None
+    return params
+
+
+def _stats(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
+    tokenizer = engine.model.tokenizer
+    accumulator = StatsAccumulator(engine.model.num_layers, engine.model.num_heads, tokenizer.sep_token,
+                                   tokenizer.all_special_tokens, word_level=params["word_level"])
+    for example in split_maps(engine, params["split"], params["limit"], progress, cancelled):
+        accumulator.add(example.maps, example.tokens)
+    return {"split": params["split"], **accumulator.result()}
+
+
+def _patterns(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
+    counter = PatternCounter(engine.model.num_layers, engine.model.num_heads)
+    for example in split_maps(engine, params["split"], params["limit"], progress, cancelled):
+        counter.add(example.maps, example.segments)
+    return {"split": params["split"], **counter.result()}
+
+
+def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_progress,
+            cancelled: Cancelled = never_cancelled, *, base_model: str | None = None) -> dict:
+    """Run one analysis with already normalised `params`; returns its JSON-ready result."""
+    mode, split, limit = params.get("mode") or "zero", params["split"], params["limit"]
+    common = {"progress": progress, "cancelled": cancelled}
+    if kind == "single-head":
+        return single_head_sweep(engine, mode, split, limit, **common)
+    if kind == "layer":
+        return layer_sweep(engine, mode, split, limit, **common)
+    if kind == "importance":
+        return head_importance(engine, mode, split, limit, **common)
+    if kind == "pruning":
+        return pruning_curve(engine, mode, split, limit, **common)
+    if kind == "greedy":
+        return greedy_search(engine, mode, split, limit, max_heads=params["max_heads"],
+                             held_out=params["held_out"], **common)
+    if kind == "stats":
+        return _stats(engine, params, progress, cancelled)
+    if kind == "patterns":
+        return _patterns(engine, params, progress, cancelled)
+    if kind == "similarity":
+        return attention_similarity(engine, base_model, split, limit, **common)
+    raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
+
+
+def result_rows(result: dict) -> list[dict]:
+    """A result flattened to table rows (one per head, layer or step), for CSV."""
+    if "heads" in result and result["heads"] and isinstance(result["heads"][0], dict):  # stats, patterns
+        rows = []
+        for head in result["heads"]:
+            row = {k: v for k, v in head.items() if k not in ("counts", "labels")}
+            row.update(head.get("counts", {}))
+            if "labels" in head:
+                row["labels"] = " ".join(head["labels"])
+            rows.append(row)
+        return rows
+    if "points" in result:  # pruning
+        return [{k: v for k, v in p.items() if k != "heads"} for p in result["points"]]
+    if "steps" in result:  # greedy
+        return [{**{k: v for k, v in s.items() if k not in ("heads", "added")},
+                 "added": "L{}H{}".format(*s["added"])} for s in result["steps"]]
+    for name in ("delta", "importance", "similarity"):
+        grid = result.get(name)
+        if grid is None:
+            continue
+        if grid and isinstance(grid[0], list):
+            return [{"layer": layer, "head": head, name: value}
+                    for layer, row in enumerate(grid) for head, value in enumerate(row)]
+        return [{"layer": layer, name: value} for layer, value in enumerate(grid)]
+    raise ValueError("result has no table to write")
+
+
+def write_result(result: dict, path: str | Path) -> Path:
+    """Save `result` as .json (exactly the result object) or .csv (one row per head/layer/step)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".csv"):
+        raise InputError(f"output file must end in .json or .csv; got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".json":
+        path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return path
+    rows = result_rows(result)
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -1,0 +1,128 @@
+"""Ablation sweeps: every head alone, every layer, and a greedy search for heads whose removal helps.
+
+All of them score masks with :meth:`Engine.evaluate_many` (several masks share a forward pass) and
+call it in chunks, so the engine's lock is released between chunks and cancellation is checked.
+Each mask's result is also written to the store in :meth:`Engine.evaluate`'s format, so the
+dashboard answers a click on a swept head at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from backend.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
+from backend.engine.engine import Engine
+
+Head = tuple[int, int]
+ROWS_PER_CALL = 2048  # examples x masks per `evaluate_many` call: bounds how long a sweep holds the engine's lock
+
+
+def _remember(engine: Engine, mask: Sequence[Head], mode: str, split: str, n: int, score: float,
+              baseline: float, predictions: np.ndarray, baseline_predictions: np.ndarray) -> None:
+    """Store one mask's result exactly as `Engine.evaluate` would have."""
+    heads = engine.disabled_tensor(mask).nonzero().tolist()
+    key = engine._key("evaluate", split=split, n=n, mode=mode, mask=heads)
+    engine.store.put(key, {
+        "metric": engine.task.metric, "mode": mode, "n": n, "score": score, "baseline": baseline,
+        "flipped": [int(i) for i in np.nonzero(predictions != baseline_predictions)[0]],
+        "delta": score - baseline,
+    })
+
+
+def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, split: str | None,
+                limit: int | None, *, chunk: int | None = None, progress: Progress = no_progress,
+                cancelled: Cancelled = never_cancelled, remember: bool = True) -> tuple[list[float], float]:
+    """The metric under each mask and the baseline, `chunk` masks per `evaluate_many` call (by default as
+    many as keep a call near ROWS_PER_CALL rows, so interactive requests wait seconds, not minutes)."""
+    split_name = split or "dev"
+    prepared = engine.prepared(split_name, limit)
+    n = len(prepared.examples)
+    baseline_predictions = prepared.baseline_predictions
+    baseline = engine.score(baseline_predictions, prepared.gold)
+    chunk = chunk or max(1, ROWS_PER_CALL // max(n, 1))
+    scores: list[float] = []
+    for start in range(0, len(masks), chunk):
+        check_cancelled(cancelled)
+        part = masks[start:start + chunk]
+        predictions = engine.evaluate_many(part, mode, split_name, limit)
+        for mask, row in zip(part, predictions, strict=True):
+            score = engine.score(row, prepared.gold)
+            scores.append(score)
+            if remember:
+                _remember(engine, mask, mode, split_name, n, score, baseline, row, baseline_predictions)
+        progress(len(scores) / len(masks))
+    return scores, baseline
+
+
+def _header(engine: Engine, mode: str, split: str | None, limit: int | None, baseline: float) -> dict:
+    return {"metric": engine.task.metric, "baseline": baseline, "n": len(engine.task.select(split, limit)),
+            "mode": mode, "split": split or "dev"}
+
+
+def single_head_sweep(engine: Engine, mode: str, split: str | None = None, limit: int | None = None, *,
+                      progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> dict:
+    """``delta[l][h]``: the metric with only head (l, h) disabled, minus the baseline (Kovaleva's Figure 8)."""
+    layers, heads = engine.model.num_layers, engine.model.num_heads
+    masks = [[(layer, head)] for layer in range(layers) for head in range(heads)]
+    scores, baseline = score_masks(engine, masks, mode, split, limit, progress=progress, cancelled=cancelled)
+    grid = np.array(scores).reshape(layers, heads)
+    return {**_header(engine, mode, split, limit, baseline), "delta": (grid - baseline).tolist(),
+            "score": grid.tolist()}
+
+
+def layer_sweep(engine: Engine, mode: str, split: str | None = None, limit: int | None = None, *,
+                progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> dict:
+    """``delta[l]``: the metric with every head of layer l disabled, minus the baseline."""
+    layers, heads = engine.model.num_layers, engine.model.num_heads
+    masks = [[(layer, head) for head in range(heads)] for layer in range(layers)]
+    scores, baseline = score_masks(engine, masks, mode, split, limit, chunk=1, progress=progress,
+                                   cancelled=cancelled)
+    return {**_header(engine, mode, split, limit, baseline), "delta": [s - baseline for s in scores],
+            "score": scores}
+
+
+def greedy_search(engine: Engine, mode: str, split: str | None = None, limit: int | None = None, *,
+                  max_heads: int = 5, held_out: str | None = "test", held_out_limit: int | None = None,
+                  progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> dict:
+    """Grow a set of disabled heads one head at a time, each time adding the head that raises the metric on
+    `split` most; stop after `max_heads` heads or when no head raises it. Every step is also scored on
+    `held_out`, since a gain measured on the examples it was chosen on is inflated."""
+    all_heads = [(layer, head) for layer in range(engine.model.num_layers) for head in range(engine.model.num_heads)]
+    chosen: list[Head] = []
+    current, baseline = score_masks(engine, [[]], mode, split, limit, remember=False)
+    current_score = current[0]
+    held_baseline = None
+    if held_out is not None:
+        held_baseline = engine.evaluate([], mode, held_out, held_out_limit).baseline
+    steps = []
+    for step in range(max_heads):
+        candidates = [h for h in all_heads if h not in chosen]
+
+        def step_progress(share: float, step: int = step) -> None:
+            progress((step + share) / max_heads)
+
+        scores, _ = score_masks(engine, [[*chosen, h] for h in candidates], mode, split, limit,
+                                progress=step_progress, cancelled=cancelled, remember=False)
+        best = int(np.argmax(scores))  # ties: the earliest head
+        if scores[best] <= current_score:
+            break
+        chosen.append(candidates[best])
+        current_score = scores[best]
+        entry = {"added": list(candidates[best]), "heads": [list(h) for h in chosen], "score": current_score,
+                 "delta": current_score - baseline}
+        if held_out is not None:
+            check_cancelled(cancelled)
+            held = engine.evaluate(chosen, mode, held_out, held_out_limit)
+            entry.update(held_out_score=held.score, held_out_delta=held.delta)
+        steps.append(entry)
+    progress(1.0)
+    last = steps[-1] if steps else None
+    return {
+        **_header(engine, mode, split, limit, baseline), "max_heads": max_heads, "steps": steps,
+        "heads": [list(h) for h in chosen], "score": current_score, "delta": current_score - baseline,
+        "held_out": held_out, "held_out_n": len(engine.task.select(held_out, held_out_limit)) if held_out else None,
+        "held_out_baseline": held_baseline,
+        "held_out_delta": last["held_out_delta"] if last and held_out else (0.0 if held_out else None),
+    }

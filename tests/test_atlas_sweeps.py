@@ -1,0 +1,109 @@
+"""Sweeps agree with individual evaluations computed afresh (no store, no layer cache)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
+from backend.engine.engine import Engine
+from backend.engine.store import ResultStore
+from backend.engine.tasks import Example, Task
+from tests.conftest import LABELS, make_sentences
+
+
+def fresh(engine: Engine, ablate: list, mode: str, split: str = "dev", limit: int | None = None):
+    return engine.evaluate(ablate, mode, split, limit, use_store=False, use_layer_cache=False)
+
+
+@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+def test_single_head_sweep_equals_individual_evaluations(engine: Engine, mode: str) -> None:
+    result = single_head_sweep(engine, mode)
+    layers, heads = engine.model.num_layers, engine.model.num_heads
+    assert (result["metric"], result["mode"], result["n"]) == ("accuracy", mode, 40)
+    assert len(result["delta"]) == layers and all(len(row) == heads for row in result["delta"])
+    for layer in range(layers):
+        for head in range(heads):
+            expected = fresh(engine, [[layer, head]], mode)
+            assert result["delta"][layer][head] == pytest.approx(expected.delta), f"L{layer}H{head}"
+            assert result["baseline"] == pytest.approx(expected.baseline)
+    assert any(d != 0 for row in result["delta"] for d in row), "no head changes anything: the test shows nothing"
+
+
+def test_single_head_sweep_fills_the_store_for_interactive_requests(engine: Engine) -> None:
+    result = single_head_sweep(engine, "zero", limit=20)
+    stored = engine.evaluate([[1, 2]], "zero", "dev", 20)
+    assert stored.cached
+    assert stored.delta == pytest.approx(result["delta"][1][2])
+    assert stored.flipped == fresh(engine, [[1, 2]], "zero", limit=20).flipped
+
+
+@pytest.mark.parametrize("mode", ["zero", "uniform"])
+def test_layer_sweep_equals_individual_evaluations(engine: Engine, mode: str) -> None:
+    result = layer_sweep(engine, mode, limit=30)
+    assert result["n"] == 30 and len(result["delta"]) == engine.model.num_layers
+    for layer in range(engine.model.num_layers):
+        every_head = [[layer, h] for h in range(engine.model.num_heads)]
+        assert result["delta"][layer] == pytest.approx(fresh(engine, every_head, mode, limit=30).delta)
+
+
+def test_sweep_progress_reaches_one_and_cancel_stops(engine: Engine) -> None:
+    from backend.engine.atlas.common import JobCancelled
+    from backend.engine.atlas.sweeps import score_masks
+
+    seen: list[float] = []
+    score_masks(engine, [[[0, h]] for h in range(4)], "zero", "dev", 10, chunk=1, progress=seen.append)
+    assert seen == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    with pytest.raises(JobCancelled):
+        single_head_sweep(engine, "zero", limit=10, progress=seen.append, cancelled=lambda: True)
+
+
+@pytest.fixture
+def engine_with_test(tiny_model, tmp_path) -> Engine:
+    rows = make_sentences(100, seed=5)
+    splits = {name: [Example(i, t, None, y) for i, (t, y) in enumerate(part)]
+              for name, part in (("dev", rows[:50]), ("test", rows[50:]))}
+    task = Task(name="tiny-held-out", labels=LABELS, metric="accuracy", splits=splits)
+    return Engine(tiny_model, task, ResultStore(tmp_path / "r.sqlite"), batch_size=16)
+
+
+def test_greedy_search_improves_on_dev_and_reports_test(engine_with_test: Engine) -> None:
+    engine = engine_with_test
+    result = greedy_search(engine, "zero", "dev", max_heads=3)
+    assert result["held_out"] == "test" and result["held_out_n"] == 50
+    previous = result["baseline"]
+    for step in result["steps"]:
+        dev = fresh(engine, step["heads"], "zero", "dev")
+        test = fresh(engine, step["heads"], "zero", "test")
+        assert step["score"] == pytest.approx(dev.score) and step["score"] > previous
+        assert step["held_out_score"] == pytest.approx(test.score)
+        previous = step["score"]
+    if len(result["steps"]) < 3:  # it stopped: no further head may raise the dev score
+        chosen = result["heads"]
+        everything = [[layer, head] for layer in range(3) for head in range(4) if [layer, head] not in chosen]
+        assert all(fresh(engine, [*chosen, h], "zero").score <= result["score"] for h in everything)
+
+
+def test_sweeps_release_the_engine_lock_between_chunks(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another thread (an interactive request) can take the engine's lock between a sweep's chunks."""
+    import threading
+
+    original = engine.evaluate_many
+    acquired: list[bool] = []
+
+    def probing(*args, **kwargs):
+        def other() -> None:
+            got = engine.lock.acquire(timeout=2)
+            acquired.append(got)
+            if got:
+                engine.lock.release()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "evaluate_many", probing)
+    from backend.engine.atlas.sweeps import score_masks
+
+    score_masks(engine, [[[0, h]] for h in range(4)], "zero", "dev", 10, chunk=1)
+    assert acquired == [True] * 4
