@@ -97,6 +97,19 @@ class ApiClient:
             params["split"] = split
         return self._call("GET", "/examples", params=params)
 
+    def start_job(self, request: dict[str, Any]) -> str:
+        """Queue an atlas job (or find the finished one with the same parameters); its id."""
+        return self._call("POST", "/jobs", json=request)["id"]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/jobs")["jobs"]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/jobs/{job_id}")
+
     def dev_examples(self, fingerprint: str) -> list[dict[str, Any]]:
         """Every dev example (fetched a page at a time, once per model fingerprint)."""
         with self._examples_lock:

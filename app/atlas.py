@@ -37,11 +37,6 @@ POLL_MS = 1000
 
 
 # -- talking to the API ---------------------------------------------------------------------------------
-def _jobs(api: ApiClient, method: str, path: str = "", **kwargs: Any) -> Any:
-    """`/api/jobs` calls through the dashboard's one API client (errors arrive as ApiError)."""
-    return api._call(method, f"/jobs{path}", **kwargs)
-
-
 def _request(kind: str, mode: str, split: str, limit: int, split_sizes: dict[str, int]) -> dict[str, Any]:
     """The job request for the controls, with the limit the API would normalise it to."""
     size = split_sizes.get(split, 0)
@@ -233,8 +228,8 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         request = _request(kind, mode, split, int(limit or 0), model["splits"])
         try:
             if ctx.triggered_id == "atlas-run":
-                return _jobs(api, "POST", json=request)["id"], "starting…"
-            for job in _jobs(api, "GET")["jobs"]:
+                return api.start_job(request), "starting…"
+            for job in api.jobs():
                 if _matches(job, request) and job["state"] in ("done", "running", "queued"):
                     return job["id"], ""
         except ApiError as exc:
@@ -251,10 +246,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         if not job_id:
             return None, no_update, "0", True, ""
         try:
-            if ctx.triggered_id == "atlas-cancel":
-                job = _jobs(api, "DELETE", f"/{job_id}")
-            else:
-                job = _jobs(api, "GET", f"/{job_id}")
+            job = api.cancel_job(job_id) if ctx.triggered_id == "atlas-cancel" else api.job(job_id)
         except ApiError as exc:
             return None, exc.message, "0", True, ""
         source = f"numbers from GET /api/jobs/{job['id']} (job {job['kind']}, {job['params']})"

@@ -112,7 +112,8 @@ def headscope_attention(
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attention_mask
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    # at least float32 (half precision softmax loses mass), float64 kept for exact gradient checks
+    weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
 
     intervention = _current.get()
