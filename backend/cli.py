@@ -72,8 +72,9 @@ def ui(
 def sweep(
     kind: Annotated[str, typer.Option(
         help="single-head, layer, importance, pruning, greedy, stats, patterns or similarity.")],
-    mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean.")],
     out: Annotated[Path, typer.Option(help="Where to write the result: FILE.json or FILE.csv.")],
+    mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean (stats/patterns ignore it).")
+                    ] = "zero",
     model: ModelOption = None,
     task: TaskOption = None,
     split: Annotated[str | None, typer.Option(help="Split to score on (default dev).")] = None,
