@@ -33,7 +33,7 @@ from tests.conftest import make_task
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-HOLD_LIMIT_S = 20  # a held evaluation goes on after this even if the test never releases it
+HOLD_LIMIT_S = 120  # a held evaluation goes on after this even if the test never releases it
 WAIT_MS = 30_000
 
 pytestmark = [
