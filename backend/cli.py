@@ -45,6 +45,7 @@ def serve(
     from backend.server import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the dashboard's own API calls: uvicorn logs them
     try:
         run(_settings(model=model, task=task, metric=metric, host=host, port=port))
     except EngineError as exc:  # a model or task that cannot be loaded: say why, no traceback
