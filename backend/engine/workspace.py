@@ -37,9 +37,12 @@ def load_configured_model(settings: Settings) -> LoadedModel:
     if settings.model:
         return load_model(settings.model, device=settings.device, dtype=settings.dtype,
                           max_tokens=settings.max_tokens)
-    from backend.engine.default_model import prepare_default_model
+    from backend.engine.default_model import load_metadata, prepare_default_model
 
     directory = prepare_default_model(settings.cache_dir)
+    meta = load_metadata(directory)
+    log.info("default model %s: dev accuracy %.3f, test accuracy %.3f (%d fine-tuning steps)", directory,
+             meta["dev_accuracy"], meta["test_accuracy"], meta["steps"])
     return load_model(directory, device=settings.device, dtype=settings.dtype, max_tokens=settings.max_tokens,
                       name="headscope/minilm-l6-rt-snippets")
 
