@@ -1,8 +1,9 @@
 """Engine-level speed measurements, shared by `bench.benchmark` (CPU, default model) and `bench.gpu_bench`.
 
-Only `backend.engine` is imported here (no web stack), so the GPU machine can run it. Every number is a
-wall-clock time around a call that returns host data (CUDA is synchronised before and after), and
-every ratio compares two measurements taken in the same run, so a busy shared machine shifts both.
+Only `backend.engine` is imported here (no web stack), so the GPU machine can run it. Every time is taken
+around a call that returns host data (CUDA is synchronised before and after), every ratio compares two
+measurements taken in the same run, and `measure_work` counts the same comparisons in FLOPs, which no
+other process on a shared machine can disturb.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def synchronize(device: torch.device) -> None:
 
 @dataclass(frozen=True)
 class Timing:
-    """Wall-clock seconds, and this process's CPU seconds (all threads) over the same call. On a shared
-    CPU the second counts only the work done while scheduled, so its ratios shrug off other people's load."""
+    """Wall-clock seconds, and this process's CPU seconds (all threads) over the same call. With one torch
+    thread the second counts only the work done while scheduled; with more, on a busy machine, it also
+    counts threads spinning while they wait for each other, so it is a cross-check, not a cure."""
 
     wall: float
     cpu: float
