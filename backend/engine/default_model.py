@@ -322,6 +322,12 @@ def _batches(examples: list[Example], size: int) -> Iterator[list[Example]]:
         yield examples[start : start + size]
 
 
+def _encode(tokenizer, batch: list[Example]):
+    """One batch as training and evaluation both see it: truncated to MAX_TOKENS, padded to the longest."""
+    return tokenizer([ex.text for ex in batch], truncation=True, max_length=MAX_TOKENS, padding="longest",
+                     return_tensors="pt")
+
+
 def _accuracy(model, tokenizer, examples: list[Example], desc: str, progress: bool) -> float:
     import torch
     from tqdm.auto import tqdm
@@ -330,13 +336,7 @@ def _accuracy(model, tokenizer, examples: list[Example], desc: str, progress: bo
     correct = 0
     with torch.inference_mode():
         for batch in tqdm(list(_batches(examples, EVAL_BATCH_SIZE)), desc=desc, disable=not progress):
-            enc = tokenizer(
-                [ex.text for ex in batch],
-                truncation=True,
-                max_length=MAX_TOKENS,
-                padding="longest",
-                return_tensors="pt",
-            )
+            enc = _encode(tokenizer, batch)
             predicted = model(**enc).logits.argmax(dim=-1)
             correct += int((predicted == torch.tensor([ex.label for ex in batch])).sum())
     return correct / len(examples)
@@ -393,13 +393,7 @@ def _train(
     model.train()
     bar = tqdm(total=total_steps, desc="fine-tuning", unit="step", disable=not progress)
     for _step, batch in zip(range(total_steps), batches(), strict=False):
-        enc = tokenizer(
-            [ex.text for ex in batch],
-            truncation=True,
-            max_length=MAX_TOKENS,
-            padding="longest",
-            return_tensors="pt",
-        )
+        enc = _encode(tokenizer, batch)
         loss = model(**enc, labels=torch.tensor([ex.label for ex in batch])).loss
         loss.backward()
         optimizer.step()

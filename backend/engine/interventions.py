@@ -20,7 +20,7 @@ Named points, with shapes:
 
 Ablation modes (contract.md):
 
-- ``zero``: the head's output is 0 (Michel et al. 2019; the old ``head_mask``).
+- ``zero``: the head's output is 0 (Michel et al. 2019; what transformers 4's head-mask argument did).
 - ``uniform``: the head's weights are 1/L over the L real tokens (Kovaleva et al. 2019), so its output is
   the mean of its value vectors over those tokens.
 - ``mean``: the head's output at every position is its mean output over the reference split.
