@@ -15,9 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
 from dash.development.base_component import Component
-
-from app.api_client import ApiClient, ApiError
-from app.page import Page
+from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.page import Page
 
 KINDS: dict[str, str] = {
     "single-head": "Every head disabled alone: change of the metric (Kovaleva et al., Fig. 8)",

@@ -11,10 +11,9 @@ from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
-
-from app.api_client import ApiClient, ApiError
-from app.clientside import js
-from app.urlstate import head_name
+from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.clientside import js
+from headscope.app.urlstate import head_name
 
 Payload = dict[str, Any]
 

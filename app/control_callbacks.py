@@ -6,9 +6,8 @@ The grid, mode buttons and input controls then redraw from that state (see `styl
 from __future__ import annotations
 
 from dash import ALL, Dash, Input, Output, State
-
-from app.api_client import ApiClient
-from app.clientside import js
+from headscope.app.api_client import ApiClient
+from headscope.app.clientside import js
 
 STATE = Output("view-state", "data", allow_duplicate=True)
 

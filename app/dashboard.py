@@ -9,14 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from dash import Dash, Input, Output, dcc, html
+from headscope.app.api_client import ApiClient
+from headscope.app.page import Page
+from headscope.app.pages import PAGES
 
-from app.api_client import ApiClient
-from app.page import Page
-from app.pages import PAGES
-
-# static/ beside app/ in a checkout; app/static/ inside an installed wheel
-_HERE = Path(__file__).resolve().parent
-STATIC_DIR = next(p for p in (_HERE.parent / "static", _HERE / "static") if p.is_dir())
+# The assets `headscope.static`: static/ beside app/ in a checkout, headscope/static/ beside headscope/app/ in a wheel
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 
 def _shell(app: Dash, pages: tuple[Page, ...]) -> html.Div:

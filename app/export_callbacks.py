@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dash import ALL, Dash, Input, Output, State
-
-from app.api_client import ApiClient
-from app.clientside import js
+from headscope.app.api_client import ApiClient
+from headscope.app.clientside import js
 
 
 def register(app: Dash, api: ApiClient) -> None:

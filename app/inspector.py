@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dash import Dash
 from dash.development.base_component import Component
-
-from app import attention_callbacks, control_callbacks, export_callbacks, score_callbacks, url_callbacks
-from app.api_client import ApiClient, ApiError
-from app.layout import inspector_layout, unavailable_layout
-from app.page import Page
+from headscope.app import attention_callbacks, control_callbacks, export_callbacks, score_callbacks, url_callbacks
+from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.layout import inspector_layout, unavailable_layout
+from headscope.app.page import Page
 
 
 def layout(api: ApiClient) -> Component:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dash import dcc, html
-
-from app.urlstate import MODES, head_name
+from headscope.app.urlstate import MODES, head_name
 
 MODE_SHORT = {
     "zero": "output set to 0 (Michel et al. 2019)",

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from dash import Dash
 from dash.development.base_component import Component
-
-from app.api_client import ApiClient
+from headscope.app.api_client import ApiClient
 
 
 @dataclass(frozen=True)

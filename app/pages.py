@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app import atlas, inspector
-from app.page import Page
+from headscope.app import atlas, inspector
+from headscope.app.page import Page
 
 PAGES: tuple[Page, ...] = (inspector.PAGE, atlas.PAGE)

@@ -11,9 +11,8 @@ from typing import Any
 
 from dash import Dash, Input, Output, State
 from dash.exceptions import PreventUpdate
-
-from app.api_client import ApiClient, ApiError
-from app.clientside import js
+from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.clientside import js
 
 Payload = dict[str, Any]
 OPTION_TEXT_CHARS = 110

@@ -13,10 +13,9 @@ from typing import Any
 
 from dash import Dash, Input, Output, State
 from dash.exceptions import PreventUpdate
-
-from app.api_client import ApiClient
-from app.clientside import js
-from app.urlstate import ModelShape, parse_query
+from headscope.app.api_client import ApiClient
+from headscope.app.clientside import js
+from headscope.app.urlstate import ModelShape, parse_query
 
 
 def parse_search(raw_search: dict[str, Any] | None, model_info: dict[str, Any] | None) -> tuple[dict, list[str]]:

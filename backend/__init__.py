@@ -1,3 +1,5 @@
-"""headscope backend: the model engine (``backend.engine``) and the HTTP API (``backend.api``)."""
+"""headscope: per-head attention, head ablation and task scores of BERT-family classifiers.
 
-__version__ = "0.1.0"
+The package is the repository's ``backend/`` folder: ``headscope.engine`` (the model engine, no web
+imports), ``headscope.api`` (the HTTP API), ``headscope.app`` (the Dash dashboard, from ``app/``).
+"""

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from backend.settings import Settings
+from headscope.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -41,8 +40,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
     """Serve the dashboard at / and the API at /api from one process."""
-    from backend.engine.errors import EngineError
-    from backend.server import serve as run
+    from headscope.engine.errors import EngineError
+    from headscope.server import serve as run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the dashboard's own API calls: uvicorn logs them
@@ -60,7 +59,7 @@ def ui(
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
     """Serve the dashboard alone, against a running API."""
-    from backend.server import serve_ui
+    from headscope.server import serve_ui
 
     try:
         serve_ui(_settings(api_url=api_url, host=host, port=port))
@@ -85,8 +84,8 @@ def sweep(
     base_model: Annotated[str | None, typer.Option(help="similarity: the pre-trained model to compare with.")] = None,
 ) -> None:
     """Run an atlas analysis from the command line, with a progress bar, and write JSON or CSV."""
-    from backend.engine.atlas.cli import sweep as run_sweep
-    from backend.engine.errors import EngineError
+    from headscope.engine.atlas.cli import sweep as run_sweep
+    from headscope.engine.errors import EngineError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -108,7 +107,7 @@ def prepare(
     ] = None,
 ) -> None:
     """Build the embedded default model (MiniLM-L6 fine-tuned on Rotten Tomatoes sentences) and exit."""
-    from backend.engine.default_model import PrepareError, load_metadata, prepare_default_model
+    from headscope.engine.default_model import PrepareError, load_metadata, prepare_default_model
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = Settings(cache_dir=cache_dir) if cache_dir is not None else Settings()

@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from a2wsgi import WSGIMiddleware
-
-from backend.settings import Settings
+from headscope.settings import Settings
 
 WSGI_WORKERS = 16  # dashboard callbacks in flight at once; a slow evaluation holds one
 
@@ -38,7 +37,7 @@ def checked_api_url(url: str) -> str:
 
 def dashboard_asgi(api_url: str) -> WSGIMiddleware:
     """The dashboard as an ASGI app, talking to the API at `api_url`."""
-    from app.dashboard import create_dash
+    from headscope.app.dashboard import create_dash
 
     dash_app = create_dash(checked_api_url(api_url))
     return WSGIMiddleware(dash_app.server, workers=WSGI_WORKERS)
@@ -49,8 +48,8 @@ def serve(settings: Settings) -> None:
 
     The engine is built before the server starts, so a bad model or task is reported as one clear
     message (an `EngineError` for the caller) rather than a failed ASGI lifespan."""
-    from backend.api.app import serve_api
-    from backend.engine.workspace import build_engine
+    from headscope.api.app import serve_api
+    from headscope.engine.workspace import build_engine
 
     engine = build_engine(settings)
     serve_api(settings, ui=dashboard_asgi(settings.api_url or local_api_url(settings)), engine=engine)

@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 import torch
+from headscope.engine.default_model import METADATA_FILE, default_model_dir, load_builtin_task
+from headscope.engine.workspace import build_engine
+from headscope.settings import Settings
 from transformers import AutoTokenizer
 
-from backend.engine.default_model import METADATA_FILE, default_model_dir, load_builtin_task
-from backend.engine.workspace import build_engine
-from backend.settings import Settings
 from bench.engine_bench import (
     Check,
     engine_checks,
@@ -89,10 +89,10 @@ def running_server(kind: str, cache_dir: Path, port: int, log_path: Path, thread
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads in the server
     if kind == "full":
-        command = [sys.executable, "-m", "backend.cli", "serve", "--port", str(port)]
+        command = [sys.executable, "-m", "headscope.cli", "serve", "--port", str(port)]
     else:
         command = [sys.executable, "-c",
-                   "from backend.api.app import serve_api; from backend.settings import Settings; "
+                   "from headscope.api.app import serve_api; from headscope.settings import Settings; "
                    "serve_api(Settings())"]
     with log_path.open("wb") as log:
         started = time.perf_counter()

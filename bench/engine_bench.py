@@ -1,6 +1,6 @@
 """Engine-level speed measurements, shared by `bench.benchmark` (CPU, default model) and `bench.gpu_bench`.
 
-Only `backend.engine` is imported here (no web stack), so the GPU machine can run it. Every time is taken
+Only `headscope.engine` is imported here (no web stack), so the GPU machine can run it. Every time is taken
 around a call that returns host data (CUDA is synchronised before and after), every ratio compares two
 measurements taken in the same run, and `measure_work` counts the same comparisons in FLOPs, which no
 other process on a shared machine can disturb.
@@ -18,9 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from backend.engine.engine import Engine, EvaluationResult
-from backend.engine.evaluation import rows_per_pass_for
+from headscope.engine.engine import Engine, EvaluationResult
+from headscope.engine.evaluation import rows_per_pass_for
 
 
 @dataclass(frozen=True)

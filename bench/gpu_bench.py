@@ -1,7 +1,7 @@
 """The engine's speed on a randomly initialised bert-base-sized classifier (speed does not depend on the
 weights), with synthetic sentences of up to 64 tokens: what `bench/gpu_check.sh` runs.
 
-Needs only torch, transformers and `backend.engine` (no web stack, no network, no model hub): the model
+Needs only torch, transformers and `headscope.engine` (no web stack, no network, no model hub): the model
 is built from a config and saved with `save_pretrained`, its WordPiece vocabulary is generated, and it
 is loaded back through headscope's own loader. `--size full` (the default on CUDA) is bert-base, 12 x 12
 heads, hidden 768, 872 dev examples (SST-2's dev size); `--size quick` (the default on CPU) is a small
@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from headscope.engine.engine import Engine
+from headscope.engine.model import load_model
+from headscope.engine.store import ResultStore
+from headscope.engine.tasks import Example, Task
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from backend.engine.engine import Engine
-from backend.engine.model import load_model
-from backend.engine.store import ResultStore
-from backend.engine.tasks import Example, Task
 from bench.engine_bench import (
     Check,
     engine_checks,

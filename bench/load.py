@@ -65,9 +65,8 @@ def require_loopback(url: str) -> None:
 def local_server() -> Iterator[str]:
     """The API from HEADSCOPE_* settings, served by uvicorn in a thread on 127.0.0.1 at a free port."""
     import uvicorn
-
-    from backend.api.app import create_app, server_config
-    from backend.settings import Settings
+    from headscope.api.app import create_app, server_config
+    from headscope.settings import Settings
 
     settings = Settings(host="127.0.0.1")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from headscope.engine.engine import Engine
+from headscope.engine.model import LoadedModel, load_model
+from headscope.engine.store import ResultStore
+from headscope.engine.tasks import Example, Task
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -17,11 +21,6 @@ from transformers import (
     RobertaConfig,
     RobertaForSequenceClassification,
 )
-
-from backend.engine.engine import Engine
-from backend.engine.model import LoadedModel, load_model
-from backend.engine.store import ResultStore
-from backend.engine.tasks import Example, Task
 
 WORDS = ["the", "movie", "film", "was", "is", "good", "great", "bad", "awful", "not", "very", "plot",
          "acting", "and", "but", "a", "boring", "fun", "love", "hate", ".", ",", "!", "?"]

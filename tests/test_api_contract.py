@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import ABLATION_MODES, Intervention, intervene
+from headscope.settings import Settings
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
-
-from backend.api.app import create_app
-from backend.engine.engine import Engine
-from backend.engine.interventions import ABLATION_MODES, Intervention, intervene
-from backend.settings import Settings
 
 TEXT = "the movie was not very good , but the acting is great !"
 PAIR = "a boring plot ."

@@ -11,6 +11,10 @@ import pytest
 import schemathesis
 from conftest import WORDS
 from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import ABLATION_MODES
+from headscope.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -20,11 +24,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
-from backend.api.app import create_app
-from backend.engine.engine import Engine
-from backend.engine.interventions import ABLATION_MODES
-from backend.settings import Settings
 
 INTERNALS = ("Traceback", 'File "', "/work/", "site-packages")
 EXAMPLES_PER_OPERATION = 30

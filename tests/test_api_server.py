@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import uvicorn
 from conftest import make_task
-
-from backend.api.app import create_app, server_config
-from backend.engine.engine import Engine
-from backend.engine.model import LoadedModel
-from backend.engine.store import ResultStore
-from backend.settings import Settings
+from headscope.api.app import create_app, server_config
+from headscope.engine.engine import Engine
+from headscope.engine.model import LoadedModel
+from headscope.engine.store import ResultStore
+from headscope.settings import Settings
 
 TEXTS = ["the movie was good", "awful plot and boring acting", "not very fun , but great",
          "i love the film !", "the acting is bad", "a great plot", "very very good movie", "hate it ."]

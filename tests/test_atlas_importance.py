@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from headscope.engine.atlas.importance import head_importance, normalise_per_layer, pruning_curve, raw_importance
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.model import load_model
+from headscope.engine.store import ResultStore
 
-from backend.engine.atlas.importance import head_importance, normalise_per_layer, pruning_curve, raw_importance
-from backend.engine.engine import Engine
-from backend.engine.interventions import Intervention, intervene
-from backend.engine.model import load_model
-from backend.engine.store import ResultStore
 from tests.conftest import make_task
 
 

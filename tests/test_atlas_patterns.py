@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from backend.engine.atlas.patterns import PATTERN_TYPES, PatternCounter, classify_map, pattern_shares
+from headscope.engine.atlas.patterns import PATTERN_TYPES, PatternCounter, classify_map, pattern_shares
 
 
 def rows_normalised(a: np.ndarray) -> np.ndarray:

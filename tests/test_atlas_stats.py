@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from backend.engine.atlas.stats import (
+from headscope.engine.atlas.stats import (
     StatsAccumulator,
     behaviour_labels,
     head_sums,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from headscope.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
+from headscope.engine.engine import Engine
+from headscope.engine.store import ResultStore
+from headscope.engine.tasks import Example, Task
 
-from backend.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
-from backend.engine.engine import Engine
-from backend.engine.store import ResultStore
-from backend.engine.tasks import Example, Task
 from tests.conftest import LABELS, make_sentences
 
 
@@ -47,8 +47,8 @@ def test_layer_sweep_equals_individual_evaluations(engine: Engine, mode: str) ->
 
 
 def test_sweep_progress_reaches_one_and_cancel_stops(engine: Engine) -> None:
-    from backend.engine.atlas.common import JobCancelled
-    from backend.engine.atlas.sweeps import score_masks
+    from headscope.engine.atlas.common import JobCancelled
+    from headscope.engine.atlas.sweeps import score_masks
 
     seen: list[float] = []
     score_masks(engine, [[[0, h]] for h in range(4)], "zero", "dev", 10, chunk=1, progress=seen.append)
@@ -103,7 +103,7 @@ def test_sweeps_release_the_engine_lock_between_chunks(engine: Engine, monkeypat
         return original(*args, **kwargs)
 
     monkeypatch.setattr(engine, "evaluate_many", probing)
-    from backend.engine.atlas.sweeps import score_masks
+    from headscope.engine.atlas.sweeps import score_masks
 
     score_masks(engine, [[[0, h]] for h in range(4)], "zero", "dev", 10, chunk=1)
     assert acquired == [True] * 4

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from headscope.cli import app
+from headscope.engine.engine import Engine
+from headscope.engine.model import load_model
+from headscope.engine.store import ResultStore
+from headscope.engine.tasks import load_task_file
 from typer.testing import CliRunner
 
-from backend.cli import app
-from backend.engine.engine import Engine
-from backend.engine.model import load_model
-from backend.engine.store import ResultStore
-from backend.engine.tasks import load_task_file
 from tests.conftest import LABELS, make_sentences
 
 

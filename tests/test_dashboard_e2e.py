@@ -20,14 +20,14 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from headscope.api.app import create_app
+from headscope.app.urlstate import ViewState, to_query
+from headscope.engine.engine import Engine, EvaluationResult
+from headscope.engine.model import LoadedModel
+from headscope.engine.store import ResultStore
+from headscope.server import dashboard_asgi
+from headscope.settings import Settings
 
-from app.urlstate import ViewState, to_query
-from backend.api.app import create_app
-from backend.engine.engine import Engine, EvaluationResult
-from backend.engine.model import LoadedModel
-from backend.engine.store import ResultStore
-from backend.server import dashboard_asgi
-from backend.settings import Settings
 from tests.conftest import make_task
 
 CHROMIUM = Path("/usr/bin/chromium")

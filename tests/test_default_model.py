@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from backend.engine import default_model as dm
-from backend.engine.errors import TaskError
+from headscope.engine import default_model as dm
+from headscope.engine.errors import TaskError
 
 
 def _ground_truth(n: int, offset: int = 0) -> str:

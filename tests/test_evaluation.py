@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from headscope.engine.engine import Engine
+from headscope.engine.evaluation import choose_kept_layers, masked_logits
+from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.metrics import accuracy, f1, mcc
+from headscope.engine.store import ResultStore
 
-from backend.engine.engine import Engine
-from backend.engine.evaluation import choose_kept_layers, masked_logits
-from backend.engine.interventions import Intervention, intervene
-from backend.engine.metrics import accuracy, f1, mcc
-from backend.engine.store import ResultStore
 from tests.conftest import make_task
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from headscope.engine.engine import Engine
+from headscope.engine.evaluation import masked_logits, prepare_split, rows_per_pass_for
+from headscope.engine.model import load_model
+from headscope.engine.store import ResultStore
 
-from backend.engine.engine import Engine
-from backend.engine.evaluation import masked_logits, prepare_split, rows_per_pass_for
-from backend.engine.model import load_model
-from backend.engine.store import ResultStore
 from tests.conftest import make_task
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

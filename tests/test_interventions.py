@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.model import LoadedModel, load_model
 from transformers import AutoModelForSequenceClassification
 
-from backend.engine.engine import Engine
-from backend.engine.interventions import Intervention, intervene
-from backend.engine.model import LoadedModel, load_model
 from tests.conftest import build_model_dir
 
 TEXTS = ["the movie was very good .", "bad plot , awful acting but fun", "love", "not boring ! great film"]

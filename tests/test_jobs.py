@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.api.routes import ROUTERS
+from headscope.api.routes import jobs as job_routes
+from headscope.engine.atlas import runner
+from headscope.engine.atlas.common import JobCancelled
+from headscope.engine.atlas.jobs import JobManager
+from headscope.engine.atlas.similarity import HOW_TO_GIVE_BASE
+from headscope.engine.atlas.sweeps import single_head_sweep
+from headscope.engine.engine import Engine
+from headscope.engine.errors import InputError
+from headscope.engine.store import ResultStore
+from headscope.settings import Settings
 
-from backend.api.app import create_app
-from backend.api.routes import ROUTERS
-from backend.api.routes import jobs as job_routes
-from backend.engine.atlas import runner
-from backend.engine.atlas.common import JobCancelled
-from backend.engine.atlas.jobs import JobManager
-from backend.engine.atlas.similarity import HOW_TO_GIVE_BASE
-from backend.engine.atlas.sweeps import single_head_sweep
-from backend.engine.engine import Engine
-from backend.engine.errors import InputError
-from backend.engine.store import ResultStore
-from backend.settings import Settings
 from tests.conftest import make_task
 
 
@@ -217,7 +217,7 @@ def test_http_unknown_job_is_a_json_404(client: TestClient) -> None:
 
 # -- the CLI function ---------------------------------------------------------------------------------
 def test_sweep_writes_json_and_csv_and_stores_the_job(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from backend.engine.atlas.cli import sweep
+    from headscope.engine.atlas.cli import sweep
 
     task_file = tmp_path / "task.csv"
     with task_file.open("w", newline="") as handle:
@@ -233,7 +233,7 @@ def test_sweep_writes_json_and_csv_and_stores_the_job(tiny_model_dir: Path, tmp_
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))
     assert len(rows) == 12 and float(rows[5]["delta"]) == pytest.approx(written["delta"][1][1])
     # a server on the same cache finds the result stored under the API's job id
-    from backend.engine.workspace import build_engine
+    from headscope.engine.workspace import build_engine
 
     manager = JobManager(build_engine(settings))
     job = manager.get(manager.job_id(runner.normalise_params(manager.engine, "single-head", "zero", None, None)))
@@ -242,7 +242,7 @@ def test_sweep_writes_json_and_csv_and_stores_the_job(tiny_model_dir: Path, tmp_
 
 # -- the atlas page's views of real results -------------------------------------------------------------
 def test_atlas_views_show_the_job_numbers_and_link_heads_by_integers(manager: JobManager) -> None:
-    from app import atlas
+    from headscope.app import atlas
 
     sweep = manager.wait(manager.submit("single-head", "zero", "dev", 10).id, timeout=120).result
     grid, title = atlas.head_grid("single-head", sweep, "entropy", "vertical")
@@ -264,7 +264,8 @@ def test_atlas_views_show_the_job_numbers_and_link_heads_by_integers(manager: Jo
 # -- pre-trained vs fine-tuned ------------------------------------------------------------------------
 def test_similarity_is_one_against_itself_and_lower_against_another_base(engine: Engine, tiny_model_dir: Path,
                                                                         tmp_path: Path) -> None:
-    from backend.engine.atlas.similarity import attention_similarity
+    from headscope.engine.atlas.similarity import attention_similarity
+
     from tests.conftest import build_model_dir
 
     same = attention_similarity(engine, str(tiny_model_dir), "dev", 8)
@@ -276,8 +277,9 @@ def test_similarity_is_one_against_itself_and_lower_against_another_base(engine:
 
 
 def test_similarity_refuses_pickled_or_mismatched_bases(engine: Engine, tmp_path: Path) -> None:
-    from backend.engine.atlas.similarity import attention_similarity
-    from backend.engine.errors import ModelLoadError
+    from headscope.engine.atlas.similarity import attention_similarity
+    from headscope.engine.errors import ModelLoadError
+
     from tests.conftest import build_model_dir
 
     pickled = tmp_path / "pickled"

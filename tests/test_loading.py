@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from headscope.engine.errors import ModelLoadError, TaskError
+from headscope.engine.interventions import ATTN_IMPLEMENTATION
+from headscope.engine.model import load_model
+from headscope.engine.tasks import load_task_file
 from transformers import BertConfig, BertModel
 
-from backend.engine.errors import ModelLoadError, TaskError
-from backend.engine.interventions import ATTN_IMPLEMENTATION
-from backend.engine.model import load_model
-from backend.engine.tasks import load_task_file
 from tests.conftest import LABELS, build_model_dir
 
 
@@ -121,7 +121,7 @@ def test_unknown_split_and_bad_limit(tmp_path: Path) -> None:
 
 
 def test_task_specs_resolve_or_say_what_is_accepted(tmp_path: Path) -> None:
-    from backend.engine.workspace import resolve_task
+    from headscope.engine.workspace import resolve_task
 
     path = tmp_path / "mine.jsonl"
     path.write_text('{"text": "good", "label": "positive"}\n')

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
+from headscope.app.urlstate import MODES, ModelShape, ViewState, parse_query, to_query
 from hypothesis import given
 from hypothesis import strategies as st
-
-from app.urlstate import MODES, ModelShape, ViewState, parse_query, to_query
 
 SHAPE = ModelShape(num_layers=6, num_heads=12, dev_size=1000, max_text_chars=500)
 

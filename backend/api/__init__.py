@@ -1,5 +1,5 @@
 """headscope's HTTP API (contract.md v1): a FastAPI app built by :func:`create_app`."""
 
-from backend.api.app import create_app, serve_api
+from headscope.api.app import create_app, serve_api
 
 __all__ = ["create_app", "serve_api"]

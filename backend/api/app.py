@@ -16,14 +16,13 @@ import anyio
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from headscope.api.errors import install_error_handlers
+from headscope.api.limits import BodySizeLimit, ModelGate
+from headscope.api.routes import ROUTERS
+from headscope.api.routes.jobs import create_job_manager
+from headscope.engine.engine import Engine
+from headscope.settings import Settings
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from backend.api.errors import install_error_handlers
-from backend.api.limits import BodySizeLimit, ModelGate
-from backend.api.routes import ROUTERS
-from backend.api.routes.jobs import create_job_manager
-from backend.engine.engine import Engine
-from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ui: ASGIApp 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.engine is None:
-            from backend.engine.workspace import build_engine
+            from headscope.engine.workspace import build_engine
 
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings)
         app.state.jobs = create_job_manager(app.state.engine, settings)

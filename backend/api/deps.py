@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-
-from backend.api.limits import ModelGate
-from backend.engine.engine import Engine
-from backend.settings import Settings
+from headscope.api.limits import ModelGate
+from headscope.engine.engine import Engine
+from headscope.settings import Settings
 
 
 def get_engine(request: Request) -> Engine:

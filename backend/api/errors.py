@@ -17,11 +17,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from headscope.api.limits import Overloaded
+from headscope.api.schemas import ErrorBody, FieldError
+from headscope.engine.errors import EngineError
 from starlette.exceptions import HTTPException
-
-from backend.api.limits import Overloaded
-from backend.api.schemas import ErrorBody, FieldError
-from backend.engine.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from headscope.engine.interventions import AblationMode
 from pydantic import BaseModel, ConfigDict, Field
-
-from backend.engine.interventions import AblationMode
 
 MAX_TEXT_CHARS = 50_000
 MAX_HEAD_LIST = 4096

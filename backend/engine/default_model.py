@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backend.engine.errors import EngineError, TaskError
-from backend.engine.tasks import Example, Task
+from headscope.engine.errors import EngineError, TaskError
+from headscope.engine.tasks import Example, Task
 
 logger = logging.getLogger(__name__)
 

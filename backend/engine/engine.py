@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from backend.engine import metrics
-from backend.engine.errors import InputError
-from backend.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
-from backend.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
-from backend.engine.model import LoadedModel
-from backend.engine.store import ResultStore
-from backend.engine.tasks import Task
+from headscope.engine import metrics
+from headscope.engine.errors import InputError
+from headscope.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
+from headscope.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
+from headscope.engine.model import LoadedModel
+from headscope.engine.store import ResultStore
+from headscope.engine.tasks import Task
 
 Head = tuple[int, int]
 

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-from backend.engine.interventions import AblationMode, Intervention, intervene
-from backend.engine.model import LoadedModel
-from backend.engine.tasks import Example
+from headscope.engine.interventions import AblationMode, Intervention, intervene
+from headscope.engine.model import LoadedModel
+from headscope.engine.tasks import Example
 
 
 @dataclass

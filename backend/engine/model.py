@@ -1,7 +1,7 @@
 """Loading a BERT-family classifier safely, and running it layer by layer.
 
 Loading: safetensors only, no remote code, attention fixed at load time to headscope's own
-(:mod:`backend.engine.interventions`). Running: :meth:`LoadedModel.embed`, :meth:`LoadedModel.run_layers`
+(:mod:`headscope.engine.interventions`). Running: :meth:`LoadedModel.embed`, :meth:`LoadedModel.run_layers`
 and :meth:`LoadedModel.classify` split the forward pass so that evaluation can restart from the hidden
 states entering any layer (the layer cache).
 """
@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from headscope.engine.errors import InputError, ModelLoadError
+from headscope.engine.interventions import ATTN_IMPLEMENTATION
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
-
-from backend.engine.errors import InputError, ModelLoadError
-from backend.engine.interventions import ATTN_IMPLEMENTATION
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Classification tasks: named splits of labelled examples, plus the metric that scores them.
 
 A task is what `/api/evaluate` scores a mask on. Sources: the built-in snippet tasks
-(``backend.engine.default_model``), local ``.csv``/``.tsv``/``.jsonl`` files, and GLUE through the
+(``headscope.engine.default_model``), local ``.csv``/``.tsv``/``.jsonl`` files, and GLUE through the
 ``datasets`` library when a network is there.
 """
 
@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.engine.errors import TaskError
-from backend.engine.metrics import METRICS
+from headscope.engine.errors import TaskError
+from headscope.engine.metrics import METRICS
 
 GLUE_TASKS: dict[str, tuple[str, str | None, str]] = {
     # name: (text column, pair column, metric)

@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from backend.engine.engine import Engine
-from backend.engine.errors import TaskError
-from backend.engine.model import LoadedModel, load_model
-from backend.engine.store import ResultStore
-from backend.engine.tasks import Task, load_glue_task, load_task_file
-from backend.settings import Settings
+from headscope.engine.engine import Engine
+from headscope.engine.errors import TaskError
+from headscope.engine.model import LoadedModel, load_model
+from headscope.engine.store import ResultStore
+from headscope.engine.tasks import Task, load_glue_task, load_task_file
+from headscope.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def resolve_task(spec: str, labels: list[str], cache_dir: Path, metric: str | None = None) -> Task:
     """A built-in task name, `glue/<name>`, or a path to a .csv/.tsv/.jsonl file."""
-    from backend.engine.default_model import BUILTIN_TASKS, load_builtin_task
+    from headscope.engine.default_model import BUILTIN_TASKS, load_builtin_task
 
     if spec in BUILTIN_TASKS:
         return load_builtin_task(spec, cache_dir)
@@ -37,7 +37,7 @@ def load_configured_model(settings: Settings) -> LoadedModel:
     if settings.model:
         return load_model(settings.model, device=settings.device, dtype=settings.dtype,
                           max_tokens=settings.max_tokens)
-    from backend.engine.default_model import load_metadata, prepare_default_model
+    from headscope.engine.default_model import load_metadata, prepare_default_model
 
     directory = prepare_default_model(settings.cache_dir)
     meta = load_metadata(directory)

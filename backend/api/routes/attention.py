@@ -14,11 +14,10 @@ import json
 import anyio
 import numpy as np
 from fastapi import APIRouter, Response
-
-from backend.api.deps import EngineDep, GateDep, validated_mask
-from backend.api.errors import MODEL_CALL_RESPONSES
-from backend.api.schemas import AttentionRequest, AttentionResponse
-from backend.engine.engine import AttentionResult, Engine
+from headscope.api.deps import EngineDep, GateDep, validated_mask
+from headscope.api.errors import MODEL_CALL_RESPONSES
+from headscope.api.schemas import AttentionRequest, AttentionResponse
+from headscope.engine.engine import AttentionResult, Engine
 
 router = APIRouter(prefix="/api", tags=["attention"])
 

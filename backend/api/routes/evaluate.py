@@ -10,11 +10,10 @@ from functools import partial
 
 import anyio
 from fastapi import APIRouter
-
-from backend.api.deps import EngineDep, GateDep, validated_mask
-from backend.api.errors import MODEL_CALL_RESPONSES
-from backend.api.limits import Priority
-from backend.api.schemas import EvaluateRequest, EvaluateResponse
+from headscope.api.deps import EngineDep, GateDep, validated_mask
+from headscope.api.errors import MODEL_CALL_RESPONSES
+from headscope.api.limits import Priority
+from headscope.api.schemas import EvaluateRequest, EvaluateResponse
 
 router = APIRouter(prefix="/api", tags=["evaluate"])
 

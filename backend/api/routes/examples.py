@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-
-from backend.api.deps import EngineDep, GateDep
-from backend.api.errors import MODEL_CALL_RESPONSES
-from backend.api.schemas import MAX_EXAMPLES_PAGE, ExampleItem, ExamplesResponse
+from headscope.api.deps import EngineDep, GateDep
+from headscope.api.errors import MODEL_CALL_RESPONSES
+from headscope.api.schemas import MAX_EXAMPLES_PAGE, ExampleItem, ExamplesResponse
 
 router = APIRouter(prefix="/api", tags=["examples"])
 

@@ -4,9 +4,8 @@ while model calls run."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-
-from backend.api.deps import EngineDep, GateDep
-from backend.api.schemas import HealthResponse
+from headscope.api.deps import EngineDep, GateDep
+from headscope.api.schemas import HealthResponse
 
 router = APIRouter(prefix="/api", tags=["health"])
 

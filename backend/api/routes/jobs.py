@@ -12,15 +12,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
+from headscope.api.errors import ERROR_RESPONSES, error_response
+from headscope.api.schemas import ErrorBody, RequestBody
+from headscope.engine.atlas.jobs import JobManager
+from headscope.engine.atlas.similarity import default_base_model
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import AblationMode
+from headscope.settings import Settings
 from pydantic import BaseModel, Field
-
-from backend.api.errors import ERROR_RESPONSES, error_response
-from backend.api.schemas import ErrorBody, RequestBody
-from backend.engine.atlas.jobs import JobManager
-from backend.engine.atlas.similarity import default_base_model
-from backend.engine.engine import Engine
-from backend.engine.interventions import AblationMode
-from backend.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 _create_lock = threading.Lock()

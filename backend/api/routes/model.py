@@ -4,9 +4,8 @@ its requests (each ablation mode's meaning, the limits)."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-
-from backend.api.deps import EngineDep, GateDep, SettingsDep
-from backend.api.schemas import (
+from headscope.api.deps import EngineDep, GateDep, SettingsDep
+from headscope.api.schemas import (
     ABLATION_MODE_MEANINGS,
     MAX_EXAMPLES_PAGE,
     MAX_TEXT_CHARS,

@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from headscope.engine.atlas.jobs import JobManager
+from headscope.engine.atlas.runner import normalise_params, run_job, write_result
+from headscope.engine.atlas.similarity import default_base_model
+from headscope.engine.workspace import build_engine
+from headscope.settings import Settings
 from tqdm import tqdm
-
-from backend.engine.atlas.jobs import JobManager
-from backend.engine.atlas.runner import normalise_params, run_job, write_result
-from backend.engine.atlas.similarity import default_base_model
-from backend.engine.workspace import build_engine
-from backend.settings import Settings
 
 
 def sweep(kind: str, mode: str, split: str | None, limit: int | None, out: str | Path, settings: Settings,

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from backend.engine.engine import Engine
-from backend.engine.interventions import Intervention, intervene
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import Intervention, intervene
 
 Progress = Callable[[float], None]  # share done, 0..1
 Cancelled = Callable[[], bool]

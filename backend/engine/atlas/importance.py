@@ -14,10 +14,9 @@ import math
 
 import numpy as np
 import torch
-
-from backend.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
-from backend.engine.engine import Engine
-from backend.engine.interventions import Intervention, intervene
+from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import Intervention, intervene
 
 PRUNE_SHARE = 0.1  # Michel et al. and run_bertology's masking_amount: 10 % of the heads a step
 

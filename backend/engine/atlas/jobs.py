@@ -17,10 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from backend.engine.atlas import runner
-from backend.engine.atlas.common import JobCancelled
-from backend.engine.engine import Engine
-from backend.engine.errors import EngineError
+from headscope.engine.atlas import runner
+from headscope.engine.atlas.common import JobCancelled
+from headscope.engine.engine import Engine
+from headscope.engine.errors import EngineError
 
 log = logging.getLogger(__name__)
 

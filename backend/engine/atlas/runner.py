@@ -11,15 +11,15 @@ import csv
 import json
 from pathlib import Path
 
-from backend.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress, split_maps
-from backend.engine.atlas.importance import head_importance, pruning_curve
-from backend.engine.atlas.patterns import PatternCounter
-from backend.engine.atlas.similarity import attention_similarity
-from backend.engine.atlas.stats import StatsAccumulator
-from backend.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
-from backend.engine.engine import Engine
-from backend.engine.errors import InputError
-from backend.engine.interventions import ABLATION_MODES
+from headscope.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress, split_maps
+from headscope.engine.atlas.importance import head_importance, pruning_curve
+from headscope.engine.atlas.patterns import PatternCounter
+from headscope.engine.atlas.similarity import attention_similarity
+from headscope.engine.atlas.stats import StatsAccumulator
+from headscope.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
+from headscope.engine.engine import Engine
+from headscope.engine.errors import InputError
+from headscope.engine.interventions import ABLATION_MODES
 
 CONTRACT_KINDS = ("single-head", "layer", "importance", "pruning", "stats", "patterns")
 KINDS = (*CONTRACT_KINDS, "greedy", "similarity")

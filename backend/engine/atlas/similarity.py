@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
+from headscope.engine.engine import Engine
+from headscope.engine.errors import InputError, ModelLoadError
+from headscope.engine.interventions import ATTN_IMPLEMENTATION, Intervention, intervene
+from headscope.engine.model import _check_directory, resolve_model_dir
 from transformers import AutoModel
-
-from backend.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
-from backend.engine.engine import Engine
-from backend.engine.errors import InputError, ModelLoadError
-from backend.engine.interventions import ATTN_IMPLEMENTATION, Intervention, intervene
-from backend.engine.model import _check_directory, resolve_model_dir
 
 HOW_TO_GIVE_BASE = (
     "no pre-trained base model is configured: start headscope with --base-model DIR (a local safetensors "
@@ -31,7 +30,7 @@ def default_base_model(model: str | None, base_model: str | None, cache_dir: Pat
     if base_model:
         return base_model
     if model is None:
-        from backend.engine.default_model import minilm_dir
+        from headscope.engine.default_model import minilm_dir
 
         directory = minilm_dir(cache_dir)
         return str(directory) if (directory / "config.json").is_file() else None

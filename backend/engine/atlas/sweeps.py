@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from backend.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
-from backend.engine.engine import Engine
+from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
+from headscope.engine.engine import Engine
 
 Head = tuple[int, int]
 ROWS_PER_CALL = 2048  # examples x masks per `evaluate_many` call: bounds how long a sweep holds the engine's lock
