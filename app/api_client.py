@@ -1,4 +1,4 @@
-"""The dashboard's only way to the backend: the public HTTP API (contract.md), over httpx.
+"""The dashboard's only way to the backend: the public HTTP API (docs/api.md), over httpx.
 
 Errors come back as `ApiError` carrying the API's own explanation, so the page can show it as is.
 A 429 (the model's queue is full) is retried after its `Retry-After`, within a time budget.

@@ -1,4 +1,4 @@
-"""The dashboard's shareable state and its URL form (contract.md, "Dashboard URL").
+"""The dashboard's shareable state and its URL form (docs/api.md, "Dashboard URL").
 
 The address bar is the single source of truth: a query string is parsed here into a validated
 `ViewState` plus one plain-language explanation per invalid parameter (each invalid part falls back

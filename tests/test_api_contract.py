@@ -1,4 +1,4 @@
-"""The HTTP API against contract.md, in process: every endpoint's body, its numbers checked against
+"""The HTTP API against docs/api.md, in process: every endpoint's body, its numbers checked against
 the engine and against the model's own forward pass, and every documented error."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The dashboard's URL format (contract.md, "Dashboard URL"): parsing, explanations, canonical form."""
+"""The dashboard's URL format (docs/api.md, "Dashboard URL"): parsing, explanations, canonical form."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""headscope's HTTP API (contract.md v1): a FastAPI app built by :func:`create_app`."""
+"""headscope's HTTP API (docs/api.md): a FastAPI app built by :func:`create_app`."""
 
 from headscope.api.app import create_app, serve_api
 

@@ -34,7 +34,7 @@ def body_too_large_message(limit: int, size: int | None = None) -> str:
 class BodySizeLimit:
     """413 for bodies over `max_body_bytes`, by Content-Length up front or by counting a streamed body.
 
-    Starlette's own limiter answers in plain text without naming the limit; the contract wants JSON
+    Starlette's own limiter answers in plain text without naming the limit; docs/api.md promises JSON
     that says what is allowed, so the check lives here.
     """
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (contract.md, v1), with every static limit declared.
+"""Request and response bodies of the HTTP API (docs/api.md), with every static limit declared.
 
 Limits live in ``Field(...)`` so that ``/openapi.json`` states them and the 422 messages name them.
 Limits that depend on the loaded model (layer and head ranges, ``max_tokens``) are checked by the

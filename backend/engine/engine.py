@@ -139,7 +139,7 @@ class Engine:
             weights = torch.stack([intervention.weights[i][0] for i in range(self.model.num_layers)]).float()
             if self.model.dtype != torch.float32:
                 # half-precision weights are rounded (rows off 1 by up to ~1e-3 in float16, ~1e-2 in
-                # bfloat16); the float32 answer renormalises each row so it sums to 1 as the contract says
+                # bfloat16); the float32 answer renormalises each row so it sums to 1 as docs/api.md says
                 weights = weights / weights.sum(dim=-1, keepdim=True)
             probs = torch.softmax(logits[0].float(), dim=-1).cpu().tolist()
             result = AttentionResult(

@@ -18,7 +18,7 @@ Named points, with shapes:
 - ``gates``     ``[layers, heads]``  optional multiplicative gate on each head's output (1 = untouched),
   used for Michel et al.'s importance score, d loss / d gate
 
-Ablation modes (contract.md):
+Ablation modes (docs/api.md, "Ablation modes"):
 
 - ``zero``: the head's output is 0 (Michel et al. 2019; what transformers 4's head-mask argument did).
 - ``uniform``: the head's weights are 1/L over the L real tokens (Kovaleva et al. 2019), so its output is

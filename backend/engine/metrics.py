@@ -1,4 +1,4 @@
-"""Task metrics as contract.md defines them: accuracy, F1 (binary: label 1 positive; macro otherwise), MCC."""
+"""Task metrics as docs/api.md defines them: accuracy, F1 (binary: label 1 positive; macro otherwise), MCC."""
 
 from __future__ import annotations
 

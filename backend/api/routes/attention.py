@@ -21,7 +21,7 @@ from headscope.engine.engine import AttentionResult, Engine
 
 router = APIRouter(prefix="/api", tags=["attention"])
 
-JSON_DECIMALS = 5  # the contract allows rounding to no fewer than 4
+JSON_DECIMALS = 5  # docs/api.md promises 5 decimals
 
 
 def selected_heads(engine: Engine, heads: list[tuple[int, int]] | None) -> list[tuple[int, int]]:

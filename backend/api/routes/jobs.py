@@ -1,4 +1,4 @@
-"""Background atlas jobs (contract: Jobs): start one, watch its progress, fetch its result, cancel it.
+"""Background atlas jobs (docs/api.md, "Jobs"): start one, watch its progress, fetch its result, cancel it.
 
 The job manager is created in the app's lifespan and kept on ``app.state.jobs``; it runs jobs in its own worker
 thread, outside the model gate (a job takes the engine's lock one chunk at a time, so interactive
@@ -49,8 +49,7 @@ JOB_RESPONSES: dict[int | str, dict] = {
 
 
 class JobRequest(RequestBody):
-    kind: JobKind = Field(description="single-head, layer, importance, pruning, stats, patterns (contract); "
-                                      "greedy, similarity (extensions).")
+    kind: JobKind = Field(description="The analysis to run (docs/api.md, \"Jobs\").")
     mode: AblationMode = Field(default="zero", description="How disabled heads are disabled (sweeps, pruning).")
     split: str | None = Field(default=None, max_length=64, description="train, dev or test; null = dev.")
     limit: Annotated[int, Field(strict=True, ge=1)] | None = Field(

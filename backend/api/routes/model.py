@@ -1,4 +1,4 @@
-"""What is loaded: the contract's model description plus what a client needs to explain and bound
+"""What is loaded: docs/api.md's model description plus what a client needs to explain and bound
 its requests (each ablation mode's meaning, the limits)."""
 
 from __future__ import annotations

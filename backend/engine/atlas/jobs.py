@@ -51,7 +51,7 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def to_dict(self, with_result: bool = True) -> dict:
-        """The contract's job object, plus the parameters and timing."""
+        """The job object of docs/api.md, plus the parameters and timing."""
         return {"id": self.id, "kind": self.kind, "state": self.state, "progress": self.progress,
                 "eta_s": self.eta_s, "result": self.result if with_result else None, "error": self.error,
                 "params": self.params, "stored": self.stored, "elapsed_s": self.elapsed_s}

@@ -100,7 +100,7 @@ class PatternCounter:
         self.examples += 1
 
     def result(self) -> dict:
-        """The contract's ``patterns`` result, plus distributions per layer and over the model."""
+        """docs/api.md's ``patterns`` result, plus distributions per layer and over the model."""
         def as_dict(row: np.ndarray) -> dict[str, int]:
             return {name: int(c) for name, c in zip(PATTERN_TYPES, row, strict=True)}
 

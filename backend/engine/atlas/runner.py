@@ -2,7 +2,7 @@
 
 :func:`normalise_params` validates a request's parameters and puts them in one canonical form (so equal
 requests get equal job ids); :func:`run_job` runs a kind; :func:`write_result` saves a result as JSON
-(the contract's format) or CSV (one row per head, layer or step).
+(docs/api.md's format) or CSV (one row per head, layer or step).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A *map* is one example's attention of every head of a layer, ``[heads, n, n]`` over its ``n`` real
 tokens (no padding), rows = queries, each row summing to 1. :class:`StatsAccumulator` adds maps up so
-that every real query token of every example weighs the same, as the contract's ``stats`` result asks.
+that every real query token of every example weighs the same, as docs/api.md's ``stats`` result asks.
 
 Word level (Clark et al., section 3): a word split into several wordpieces receives the *sum* of the
 attention given to its pieces and gives the *mean* of the attention its pieces give, so rows still
@@ -169,7 +169,7 @@ class StatsAccumulator:
         self.examples += 1
 
     def result(self) -> dict:
-        """The contract's ``stats`` result: means per head, plus the behaviour labels."""
+        """docs/api.md's ``stats`` result: means per head, plus the behaviour labels."""
         heads = []
         for layer in range(self.num_layers):
             for head in range(self.num_heads):
