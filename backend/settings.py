@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     layer_cache_bytes: int = Field(
         default=2 * 1024**3, ge=0, description="Memory for the hidden states kept per split (0 = none)."
     )
-    attention_cache_entries: int = Field(default=64, ge=0, description="Memoised /api/attention forwards.")
+    attention_cache_bytes: int = Field(
+        default=1024**3, ge=0,
+        description="Memory for memoised /api/attention forwards (least recently used dropped first; 0 = none).",
+    )
 
     @property
     def results_db(self) -> Path:

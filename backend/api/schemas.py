@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_TEXT_CHARS = 50_000
 MAX_HEAD_LIST = 4096
 MAX_EXAMPLES_PAGE = 1000
+MIN_THUMB_SIZE, MAX_THUMB_SIZE = 8, 64
 
 ABLATION_MODE_MEANINGS: dict[str, str] = {
     "zero": "the head's output (its slice of the context vector) is set to 0 (Michel et al. 2019)",
@@ -47,9 +48,13 @@ class AttentionRequest(RequestBody):
     ablate: HeadList = Field(default_factory=list, description="Heads to disable.")
     mode: AblationMode = Field(default="zero", description="How disabled heads are disabled.")
     heads: HeadList | None = Field(default=None, description="Heads to send; null = every head.")
-    format: Literal["json", "f16"] = Field(
-        default="json", description="json: rounded values; f16: base64 little-endian float16, row-major n x n."
+    format: Literal["json", "f16", "thumb"] = Field(
+        default="json",
+        description="json: rounded values; f16: base64 little-endian float16, row-major n x n; thumb: each map "
+        "average-pooled (torch adaptive_avg_pool2d) to min(n, size) x min(n, size), base64 float16 with `shape`.",
     )
+    size: int = Field(default=32, ge=MIN_THUMB_SIZE, le=MAX_THUMB_SIZE,
+                      description="Side of a thumbnail (format thumb); maps shorter than this are sent whole.")
 
 
 class Prediction(BaseModel):
@@ -61,7 +66,8 @@ class HeadAttention(BaseModel):
     layer: int
     head: int
     values: list[list[float]] | None = Field(default=None, description="n x n, rows = queries (format json).")
-    data: str | None = Field(default=None, description="base64 float16 n x n (format f16).")
+    data: str | None = Field(default=None, description="base64 float16 n x n (format f16) or rows x cols (thumb).")
+    shape: list[int] | None = Field(default=None, description="[rows, cols] of a thumbnail (format thumb).")
 
 
 class AttentionResponse(BaseModel):

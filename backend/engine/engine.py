@@ -55,17 +55,18 @@ class Engine:
     """Attention, predictions and evaluations of one model on one task, with reuse."""
 
     def __init__(self, model: LoadedModel, task: Task, store: ResultStore, *, batch_size: int = 64,
-                 layer_cache_bytes: int = 2 * 1024**3, attention_cache_entries: int = 32) -> None:
+                 layer_cache_bytes: int = 2 * 1024**3, attention_cache_bytes: int = 1024**3) -> None:
         self.model = model
         self.task = task
         self.store = store
         self.batch_size = batch_size
         self.layer_cache_bytes = layer_cache_bytes
-        self.attention_cache_entries = attention_cache_entries
+        self.attention_cache_bytes = attention_cache_bytes
         self.lock = threading.RLock()
         self._prepared: OrderedDict[tuple[str, int], PreparedSplit] = OrderedDict()
         self._attention: OrderedDict[tuple, AttentionResult] = OrderedDict()
         self._means: torch.Tensor | None = None
+        self._page_predictions: dict[str, np.ndarray] = {}  # split -> baseline prediction per example, -1 = not yet
 
     # -- description and validation -------------------------------------------------------------
     def describe(self) -> dict:
@@ -149,11 +150,24 @@ class Engine:
                 probs=probs,
                 weights=weights.cpu().numpy(),
             )
-            if self.attention_cache_entries:
-                self._attention[key] = result
-                while len(self._attention) > self.attention_cache_entries:
-                    self._attention.popitem(last=False)
+            self._memoise_attention(key, result)
             return result
+
+    def _memoise_attention(self, key: tuple, result: AttentionResult) -> None:
+        """Keep `result`, dropping the least recently used entries beyond the byte budget (one BERT-large
+        entry at 512 tokens is 24 x 16 x 512 x 512 float32 = 400 MB, so a count would not bound memory);
+        an entry larger than the whole budget is not kept."""
+        size = result.weights.nbytes
+        if size > self.attention_cache_bytes:
+            return
+        self._attention[key] = result
+        while sum(r.weights.nbytes for r in self._attention.values()) > self.attention_cache_bytes:
+            self._attention.popitem(last=False)
+
+    def attention_memo_bytes(self) -> int:
+        """Bytes the attention memo holds now."""
+        with self.lock:
+            return sum(r.weights.nbytes for r in self._attention.values())
 
     # -- a split ------------------------------------------------------------------------------------
     def prepared(self, split: str | None, limit: int | None) -> PreparedSplit:
@@ -234,15 +248,25 @@ class Engine:
         return logits.argmax(axis=-1)
 
     def examples(self, split: str | None, offset: int, count: int) -> tuple[int, list[dict]]:
-        """A page of a split with gold labels and the unablated model's predictions."""
+        """A page of a split with gold labels and the unablated model's predictions.
+
+        Only the page is predicted (a split can have tens of thousands of rows); predictions are memoised
+        per example, and a split already prepared for evaluation answers from its baseline.
+        """
+        split_name = split or "dev"
         rows = self.task.split(split)
         page = rows[offset:offset + count]
-        if (split or "dev", len(rows)) in self._prepared or (split or "dev") == "dev":
-            predicted = self.baseline_predictions(split)[offset:offset + count] if page else []
-        else:  # a page of a large split: predict just the page
-            with self.lock:
-                predicted = prepare_split(self.model, page, batch_size=self.batch_size,
-                                          budget_bytes=0).baseline_predictions if page else []
+        with self.lock:
+            known = self._page_predictions.setdefault(split_name, np.full(len(rows), -1, dtype=np.int64))
+            whole = self._prepared.get((split_name, len(rows)))
+            if whole is not None:
+                known[:] = whole.baseline_predictions
+            missing = [i for i in range(offset, offset + len(page)) if known[i] < 0]
+            if missing:
+                predicted = prepare_split(self.model, [rows[i] for i in missing], batch_size=self.batch_size,
+                                          budget_bytes=0).baseline_predictions
+                known[missing] = predicted
+            predicted = known[offset:offset + len(page)]
         labels = self.model.labels
         return len(rows), [
             {"id": e.id, "text": e.text, "text_pair": e.text_pair, "label": labels[e.label],

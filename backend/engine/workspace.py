@@ -56,4 +56,4 @@ def build_engine(settings: Settings) -> Engine:
     log.info("loaded %s on %s (%s), task %s %s", model.name, model.device, model.dtype, task.name, task.sizes())
     return Engine(model, task, ResultStore(settings.results_db), batch_size=settings.batch_size,
                   layer_cache_bytes=settings.layer_cache_bytes,
-                  attention_cache_entries=settings.attention_cache_entries)
+                  attention_cache_bytes=settings.attention_cache_bytes)

@@ -1,0 +1,94 @@
+"""Scale (contract "Scale"): pooled thumbnails, an attention memo bounded in bytes, example pages that
+predict only themselves."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.engine.engine import Engine
+from headscope.engine.model import LoadedModel
+from headscope.engine.store import ResultStore
+from headscope.settings import Settings
+
+from tests.conftest import make_task
+
+LONG = " ".join(["the movie was not very good , but the acting is great !"] * 3)  # 40 tokens
+
+
+@pytest.fixture
+def client(engine: Engine, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as test_client:
+        yield test_client
+
+
+def decode(head: dict, shape: tuple[int, int]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(head["data"], validate=True), dtype="<f2").reshape(shape).astype(np.float64)
+
+
+@pytest.mark.parametrize("size", [8, 32])
+def test_thumbnails_are_the_full_maps_average_pooled(client: TestClient, size: int) -> None:
+    request = {"text": LONG, "ablate": [[1, 2]], "mode": "uniform"}
+    full = client.post("/api/attention", json={**request, "format": "f16"}).json()
+    thumbs = client.post("/api/attention", json={**request, "format": "thumb", "size": size}).json()
+    n = len(full["tokens"])
+    side = min(n, size)
+    assert n > 8 and thumbs["tokens"] == full["tokens"] and thumbs["prediction"] == full["prediction"]
+    assert len(thumbs["heads"]) == 12
+    for big, small in zip(full["heads"], thumbs["heads"], strict=True):
+        assert (small["layer"], small["head"]) == (big["layer"], big["head"]) and small["shape"] == [side, side]
+        expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(decode(big, (n, n)))[None], side)[0]
+        np.testing.assert_allclose(decode(small, (side, side)), expected.numpy(), atol=2e-3)
+
+
+def test_a_thumbnail_of_a_short_input_is_the_whole_map(client: TestClient) -> None:
+    request = {"text": "good film", "heads": [[2, 3]]}
+    full = client.post("/api/attention", json={**request, "format": "f16"}).json()
+    thumb = client.post("/api/attention", json={**request, "format": "thumb"}).json()["heads"][0]
+    n = len(full["tokens"])
+    assert thumb["shape"] == [n, n] and thumb["data"] == full["heads"][0]["data"]
+
+
+def test_attention_memo_is_bounded_in_bytes(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    one_entry = tiny_model.num_layers * tiny_model.num_heads * 15 * 15 * 4  # "the film is good" x 3 ... 15 tokens
+    engine = Engine(tiny_model, make_task(), ResultStore(tmp_path / "r.sqlite"), attention_cache_bytes=2 * one_entry)
+    texts = [f"{w} film is good and the plot is fun , not bad !" for w in ("a", "the", "very")]
+    first = engine.attention(texts[0], None, [])
+    assert first.weights.nbytes == one_entry
+    assert engine.attention(texts[0], None, []) is first  # memoised
+    engine.attention(texts[1], None, [])
+    engine.attention(texts[2], None, [])  # a third entry pushes out the least recently used
+    assert engine.attention_memo_bytes() == 2 * one_entry
+    assert engine.attention(texts[0], None, []) is not first
+    np.testing.assert_array_equal(engine.attention(texts[0], None, []).weights, first.weights)
+    tiny = Engine(tiny_model, make_task(), ResultStore(tmp_path / "t.sqlite"), attention_cache_bytes=one_entry - 1)
+    tiny.attention(texts[0], None, [])
+    assert tiny.attention_memo_bytes() == 0  # larger than the whole budget: answered, not kept
+
+
+def test_an_examples_page_predicts_only_that_page(tiny_model: LoadedModel, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(tiny_model, make_task(dev=200, train=0), ResultStore(tmp_path / "r.sqlite"), batch_size=8)
+    encoded: list[str] = []
+    original = tiny_model.encode_batch
+
+    def counting(texts: list[str], pairs: list[str | None]) -> dict[str, torch.Tensor]:
+        encoded.extend(texts)
+        return original(texts, pairs)
+
+    monkeypatch.setattr(tiny_model, "encode_batch", counting)
+    total, items = engine.examples("dev", 150, 5)
+    assert total == 200 and [i["id"] for i in items] == list(range(150, 155))
+    dev = engine.task.split("dev")
+    assert sorted(encoded) == sorted(e.text for e in dev[150:155])  # nothing beyond the page was run
+    engine.examples("dev", 150, 5)
+    assert len(encoded) == 5  # a page seen before is answered from memory
+    monkeypatch.undo()
+    whole = engine.baseline_predictions("dev")
+    assert [i["predicted"] for i in items] == [engine.model.labels[p] for p in whole[150:155]]
