@@ -55,6 +55,12 @@ class AttentionRequest(RequestBody):
     )
     size: int = Field(default=32, ge=MIN_THUMB_SIZE, le=MAX_THUMB_SIZE,
                       description="Side of a thumbnail (format thumb); maps shorter than this are sent whole.")
+    measure: Literal["weights", "norm", "rollout"] = Field(
+        default="weights",
+        description="weights: softmax weights (rows sum to 1); norm: weight x ||W_O block . value|| (Kobayashi "
+                    "et al. 2020; rows do not sum to 1); rollout: per layer (Abnar & Zuidema 2020), answered in "
+                    "`layers`, with `heads` null in the request. Definitions in docs/api.md.",
+    )
 
 
 class Prediction(BaseModel):
@@ -68,13 +74,24 @@ class HeadAttention(BaseModel):
     values: list[list[float]] | None = Field(default=None, description="n x n, rows = queries (format json).")
     data: str | None = Field(default=None, description="base64 float16 n x n (format f16) or rows x cols (thumb).")
     shape: list[int] | None = Field(default=None, description="[rows, cols] of a thumbnail (format thumb).")
+    disabled: bool | None = Field(
+        default=None, description="measure norm: true for a head disabled in zero or mean mode (all 0).")
+
+
+class LayerAttention(BaseModel):
+    layer: int
+    values: list[list[float]] | None = Field(default=None, description="n x n rollout R_layer (format json).")
+    data: str | None = Field(default=None, description="base64 float16 n x n (format f16) or rows x cols (thumb).")
+    shape: list[int] | None = Field(default=None, description="[rows, cols] of a thumbnail (format thumb).")
 
 
 class AttentionResponse(BaseModel):
     tokens: list[str]
     segments: list[int]
     prediction: Prediction
-    heads: list[HeadAttention]
+    heads: list[HeadAttention] = Field(description="Per-head maps; [] for measure rollout.")
+    layers: list[LayerAttention] | None = Field(default=None, description="measure rollout: one map per layer.")
+    measure: Literal["weights", "norm", "rollout"] = Field(description="The measure of these numbers.")
     mode: AblationMode = Field(description="The ablation mode that produced these numbers.")
     ablate: list[HeadPair] = Field(description="The disabled heads, sorted, without repeats.")
 

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from headscope.engine import metrics
 from headscope.engine.errors import InputError
 from headscope.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
 from headscope.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
+from headscope.engine.measures import MEASURES, output_gram, output_projection, rollout, silenced, value_norms
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
@@ -28,11 +30,55 @@ Head = tuple[int, int]
 
 @dataclass(frozen=True)
 class AttentionResult:
+    """One input's forward under a mask: every measure of docs/api.md is read from these arrays."""
+
     tokens: list[str]
     segments: list[int]
     label: str
     probs: list[float]
     weights: np.ndarray  # [layers, heads, query, key] float32, rows sum to 1
+    value_norms: np.ndarray  # [layers, heads, key] float32, ||W_O block h . v_j^h||_2 (measure norm)
+    disabled: np.ndarray  # [layers, heads] bool, the mask
+    mode: str
+
+    def silenced(self, layer: int, head: int) -> bool:
+        """The head is disabled in a mode that makes it move nothing (zero, mean)."""
+        return bool(silenced(self.disabled, self.mode)[layer, head])
+
+    @cached_property
+    def rollout(self) -> np.ndarray:
+        """``[layers, query, key]`` attention rollout (computed once per memoised forward)."""
+        return rollout(self.weights, self.disabled, self.mode)
+
+    def head_maps(self, measure: str, heads: Sequence[Head]) -> np.ndarray:
+        """``[len(heads), n, n]`` maps of the listed heads under ``weights`` or ``norm``; every head of
+        ``weights`` in order comes without a copy."""
+        layers, per_layer, n, _ = self.weights.shape
+        index = [layer * per_layer + head for layer, head in heads]
+        every = index == list(range(layers * per_layer))
+        flat = self.weights.reshape(layers * per_layer, n, n)
+        chosen = flat if every else flat[index]
+        if measure == "weights":
+            return chosen
+        if measure != "norm":
+            raise InputError(f"measure {measure!r} has no per-head map; per head: weights, norm")
+        norms = self.value_norms.reshape(layers * per_layer, n)[index]
+        norms = norms * ~silenced(self.disabled, self.mode).reshape(-1)[index, None]
+        return chosen * norms[:, None, :]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this result holds once its rollout is made (for the memo's byte budget)."""
+        layers, _, n, _ = self.weights.shape
+        return self.weights.nbytes + self.value_norms.nbytes + layers * n * n * 4
+
+    def maps(self, measure: str) -> np.ndarray:
+        """``[layers, heads, n, n]`` for ``weights``/``norm``, ``[layers, n, n]`` for ``rollout``."""
+        if measure == "rollout":
+            return self.rollout
+        layers, heads = self.disabled.shape
+        every = [(layer, head) for layer in range(layers) for head in range(heads)]
+        return self.head_maps(measure, every).reshape(self.weights.shape)
 
 
 @dataclass(frozen=True)
@@ -67,6 +113,7 @@ class Engine:
         self._attention: OrderedDict[tuple, AttentionResult] = OrderedDict()
         self._means: torch.Tensor | None = None
         self._page_predictions: dict[str, np.ndarray] = {}  # split -> baseline prediction per example, -1 = not yet
+        self._grams: list[torch.Tensor] | None = None
 
     # -- description and validation -------------------------------------------------------------
     def describe(self) -> dict:
@@ -94,6 +141,23 @@ class Engine:
         if mode not in ABLATION_MODES:
             raise InputError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
         return mode  # type: ignore[return-value]
+
+    @staticmethod
+    def check_measure(measure: str) -> str:
+        if measure not in MEASURES:
+            raise InputError(f"unknown measure {measure!r}; allowed: {', '.join(MEASURES)}")
+        return measure
+
+    # -- the norm measure ------------------------------------------------------------------------
+    def value_norms(self, values: dict[int, torch.Tensor]) -> torch.Tensor:
+        """Captured value vectors (layer -> ``[batch, heads, key, d]``) -> ``[batch, layers, heads, key]``
+        float32 norms ||W_O block h . v_j^h||_2 (measures.py), from per-layer Gram matrices made once."""
+        with self.lock:
+            if self._grams is None:
+                self._grams = [output_gram(output_projection(self.model, layer), self.model.num_heads)
+                               for layer in range(self.model.num_layers)]
+        return torch.stack([value_norms(values[layer], self._grams[layer])
+                            for layer in range(self.model.num_layers)], dim=1)
 
     def _key(self, kind: str, **params: object) -> dict:
         return {"kind": kind, "model": self.model.fingerprint, "dtype": str(self.model.dtype),
@@ -133,7 +197,7 @@ class Engine:
             types = torch.tensor([encoded["token_type_ids"]], device=self.model.device)
             mask = torch.ones_like(ids)
             intervention = Intervention(disabled=disabled[None].to(self.model.device), mode=mode, means=means,
-                                        capture_weights=True)
+                                        capture_weights=True, capture_values=True)
             with torch.inference_mode(), intervene(intervention):
                 hidden = self.model.embed(ids, types)
                 logits = self.model.classify(self.model.run_layers(hidden, self.model.additive_mask(mask)))
@@ -149,6 +213,9 @@ class Engine:
                 label=self.model.labels[int(np.argmax(probs))],
                 probs=probs,
                 weights=weights.cpu().numpy(),
+                value_norms=self.value_norms(intervention.values)[0].cpu().numpy(),
+                disabled=disabled.numpy(),
+                mode=mode,
             )
             self._memoise_attention(key, result)
             return result
@@ -157,17 +224,17 @@ class Engine:
         """Keep `result`, dropping the least recently used entries beyond the byte budget (one BERT-large
         entry at 512 tokens is 24 x 16 x 512 x 512 float32 = 400 MB, so a count would not bound memory);
         an entry larger than the whole budget is not kept."""
-        size = result.weights.nbytes
+        size = result.nbytes
         if size > self.attention_cache_bytes:
             return
         self._attention[key] = result
-        while sum(r.weights.nbytes for r in self._attention.values()) > self.attention_cache_bytes:
+        while sum(r.nbytes for r in self._attention.values()) > self.attention_cache_bytes:
             self._attention.popitem(last=False)
 
     def attention_memo_bytes(self) -> int:
         """Bytes the attention memo holds now."""
         with self.lock:
-            return sum(r.weights.nbytes for r in self._attention.values())
+            return sum(r.nbytes for r in self._attention.values())
 
     # -- a split ------------------------------------------------------------------------------------
     def prepared(self, split: str | None, limit: int | None) -> PreparedSplit:

@@ -10,6 +10,9 @@ masks (hooks are process-global; context variables are not).
 Named points, with shapes:
 
 - ``weights``   ``[batch, heads, query, key]``  softmax attention of one layer (captured here)
+- ``values``    ``[batch, heads, key, head_dim]``  each head's value vectors of one layer, value projection
+  bias included, as the layer's input gave them under the current mask (captured here; the ``norm``
+  measure, :mod:`headscope.engine.measures`)
 - ``output``    ``[batch, heads, query, head_dim]``  each head's context vector before the output
   projection (ablated here: ``zero`` -> 0, ``mean`` -> the stored mean)
 - ``disabled``  ``[batch | 1, layers, heads]``  bool, True = head switched off for that batch row;
@@ -53,8 +56,10 @@ class Intervention:
     gates: torch.Tensor | None = None  # [layers, heads]
     capture_weights: bool = False
     capture_outputs: bool = False
+    capture_values: bool = False
     weights: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, key]
     outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, head_dim]
+    values: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, key, head_dim]
     _ablated_layers: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
@@ -131,6 +136,8 @@ def headscope_attention(
     if intervention is not None:
         if intervention.capture_outputs:
             intervention.outputs[layer] = output
+        if intervention.capture_values:
+            intervention.values[layer] = value
         if ablated and intervention.mode == "zero":
             output = output.masked_fill(disabled, 0.0)
         elif ablated and intervention.mode == "mean":

@@ -1,7 +1,8 @@
 """Per-head attention and the prediction for one input under a mask.
 
 The engine memoises whole forwards per (text, pair, mask, mode), so a client fetching one head after
-another pays for the model once; `heads` only chooses what is sent. The forward runs through the
+another, or one measure after another, pays for the model once; `heads` and `measure` only choose
+what is sent (docs/api.md, "Attention measures"). The forward runs through the
 model gate; shaping and serialising the (possibly megabytes of) numbers runs in a worker thread too,
 so the event loop keeps answering health checks meanwhile.
 """
@@ -19,67 +20,82 @@ from headscope.api.deps import EngineDep, GateDep, validated_mask
 from headscope.api.errors import MODEL_CALL_RESPONSES
 from headscope.api.schemas import AttentionRequest, AttentionResponse
 from headscope.engine.engine import AttentionResult, Engine
+from headscope.engine.errors import InputError
 
 router = APIRouter(prefix="/api", tags=["attention"])
 
 JSON_DECIMALS = 5  # docs/api.md promises 5 decimals
 
 
-def selected_heads(engine: Engine, heads: list[tuple[int, int]] | None) -> list[tuple[int, int]]:
-    """The heads to send, in the order asked, without repeats; every head when none are named."""
+def selected_heads(engine: Engine, heads: list[tuple[int, int]] | None, measure: str) -> list[tuple[int, int]]:
+    """The heads to send, in the order asked, without repeats; every head when none are named; none for
+    rollout (one map per layer), where naming heads is an error."""
+    if measure == "rollout":
+        if heads is not None:
+            raise InputError("measure rollout is per layer, not per head: leave heads out (null); the answer "
+                             "carries every layer's map in `layers`")
+        return []
     if heads is None:
         return [(layer, head) for layer in range(engine.model.num_layers) for head in range(engine.model.num_heads)]
     engine.disabled_tensor(heads)  # raises a 422-bound InputError naming an unknown head and the ranges
     return list(dict.fromkeys(heads))
 
 
-def pooled(weights: np.ndarray, heads: list[tuple[int, int]], size: int) -> np.ndarray:
-    """The chosen heads' maps ``[heads, n, n]`` average-pooled as torch's adaptive_avg_pool2d does to
-    min(n, size) x min(n, size): a grid of 384 heads at 512 tokens then weighs about 1 MB, not 270."""
-    layers, per_layer, n = weights.shape[0], weights.shape[1], weights.shape[-1]
+def pooled(maps: np.ndarray, size: int) -> np.ndarray:
+    """Maps ``[k, n, n]`` average-pooled as torch's adaptive_avg_pool2d does to min(n, size) x min(n, size):
+    a grid of 384 heads at 512 tokens then weighs about 1 MB, not 270."""
+    n = maps.shape[-1]
     side = min(n, size)
-    flat = weights.reshape(layers * per_layer, n, n)
-    index = [layer * per_layer + head for layer, head in heads]
-    chosen = torch.from_numpy(flat if index == list(range(len(flat))) else flat[index])  # all heads: no copy
     if side == n:
-        return chosen.numpy()
-    return torch.nn.functional.adaptive_avg_pool2d(chosen, (side, side)).numpy()
+        return maps
+    return torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(maps)), (side, side)).numpy()
+
+
+def encoded_map(matrix: np.ndarray, format: str) -> dict:
+    """One map: ``{"data": base64 little-endian float16}`` (f16; thumb adds its ``shape``) or ``{"values":
+    rounded rows}`` (json)."""
+    if format in ("f16", "thumb"):
+        encoded = {"data": base64.b64encode(matrix.astype("<f2").tobytes()).decode("ascii")}
+        return {**encoded, "shape": list(matrix.shape)} if format == "thumb" else encoded
+    # float64 before rounding, so 0.12346 prints as such and not as float32 noise
+    return {"values": np.round(matrix.astype(np.float64), JSON_DECIMALS).tolist()}
 
 
 def render_attention(result: AttentionResult, request: AttentionRequest, heads: list[tuple[int, int]],
                      ablate: list[list[int]]) -> bytes:
-    """The response body: rounded JSON rows, or base64 of little-endian float16 (row-major n x n), or
-    pooled thumbnails in the same encoding with their shape."""
+    """The response body: per-head maps (weights, norm) or per-layer maps (rollout) of the measure asked,
+    as rounded JSON rows, base64 of little-endian float16 (row-major n x n), or pooled thumbnails."""
+    measure = request.measure
+    maps = result.head_maps(measure, heads) if heads else np.zeros((0, 0, 0), np.float32)
+    if request.format == "thumb":
+        maps = pooled(maps, request.size)
     shaped = []
-    thumbs = pooled(result.weights, heads, request.size) if request.format == "thumb" else None
-    for index, (layer, head) in enumerate(heads):
-        matrix = result.weights[layer, head]
-        if thumbs is not None:
-            thumb = thumbs[index]
-            encoded = base64.b64encode(thumb.astype("<f2").tobytes()).decode("ascii")
-            shaped.append({"layer": layer, "head": head, "data": encoded, "shape": list(thumb.shape)})
-        elif request.format == "f16":
-            encoded = base64.b64encode(matrix.astype("<f2").tobytes()).decode("ascii")
-            shaped.append({"layer": layer, "head": head, "data": encoded})
-        else:  # float64 before rounding, so 0.12346 prints as such and not as float32 noise
-            values = np.round(matrix.astype(np.float64), JSON_DECIMALS).tolist()
-            shaped.append({"layer": layer, "head": head, "values": values})
+    for (layer, head), matrix in zip(heads, maps, strict=True):
+        entry = {"layer": layer, "head": head, **encoded_map(matrix, request.format)}
+        if measure == "norm" and result.silenced(layer, head):
+            entry["disabled"] = True
+        shaped.append(entry)
     body = {
         "tokens": result.tokens,
         "segments": result.segments,
         "prediction": {"label": result.label, "probs": result.probs},
         "heads": shaped,
+        "measure": measure,
         "mode": request.mode,
         "ablate": ablate,
     }
+    if measure == "rollout":
+        layer_maps = pooled(result.rollout, request.size) if request.format == "thumb" else result.rollout
+        body["layers"] = [{"layer": layer, **encoded_map(matrix, request.format)}
+                          for layer, matrix in enumerate(layer_maps)]
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
 
 
 @router.post("/attention", response_model=AttentionResponse, responses=MODEL_CALL_RESPONSES)
 async def attention(request: AttentionRequest, engine: EngineDep, gate: GateDep) -> Response:
-    """Every requested head's attention (rows = queries, each summing to 1) and the prediction."""
+    """Every requested head's attention in the requested measure (rows = queries) and the prediction."""
     ablate = validated_mask(engine, request.ablate)
-    heads = selected_heads(engine, request.heads)
+    heads = selected_heads(engine, request.heads, request.measure)
     result = await gate.run(engine.attention, request.text, request.text_pair, ablate, request.mode)
     body = await anyio.to_thread.run_sync(render_attention, result, request, heads, ablate)
     return Response(body, media_type="application/json")

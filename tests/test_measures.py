@@ -1,0 +1,191 @@
+"""Attention measures (docs/api.md, "Attention measures"): `norm` against a direct computation from each
+family's module weights, `rollout` against a plain numpy computation of the formula, and the API's
+`measure` field with its errors."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.model import load_model
+from headscope.engine.store import ResultStore
+from headscope.settings import Settings
+
+from tests.conftest import build_model_dir, make_task
+
+TEXT = "the movie was not very good , but the acting is great !"
+PAIR = "a boring plot ."
+KINDS = ("bert", "roberta", "electra")
+ABLATE = [[0, 1], [1, 0], [1, 3], [2, 2]]
+
+
+def value_and_output(layer: torch.nn.Module, kind: str) -> tuple[torch.nn.Linear, torch.nn.Linear]:
+    """The value projection and the attention output projection of one encoder layer, per family,
+    written here independently of headscope's own lookup."""
+    return layer.attention.self.value, layer.attention.output.dense
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def family_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    kind = request.param
+    directory = build_model_dir(tmp_path_factory.mktemp(f"measures-{kind}"), kind=kind, seed=5, train_steps=0,
+                                initializer_range=0.3)
+    store = ResultStore(tmp_path_factory.mktemp(f"store-{kind}") / "results.sqlite")
+    engine = Engine(load_model(directory, max_tokens=48), make_task(), store, batch_size=8)
+    engine.kind = kind  # for the direct computation's module lookup
+    return engine
+
+
+def layer_inputs(engine: Engine, ablate: list[list[int]], mode: str) -> list[torch.Tensor]:
+    """The hidden states entering each layer as the model ran this input under the mask."""
+    model = engine.model
+    encoded = model.encode_one(TEXT, PAIR)
+    ids = torch.tensor([encoded["input_ids"]])
+    types = torch.tensor([encoded["token_type_ids"]])
+    disabled = engine.disabled_tensor(ablate)[None]
+    means = engine.head_means() if mode == "mean" else None
+    inputs: list[torch.Tensor] = []
+    with torch.inference_mode(), intervene(Intervention(disabled=disabled, mode=mode, means=means)):
+        hidden = model.embed(ids, types)
+        model.run_layers(hidden, model.additive_mask(torch.ones_like(ids)), keep=lambda _, h: inputs.append(h[0]))
+    return inputs
+
+
+def direct_norm(engine: Engine, weights: np.ndarray, ablate: list[list[int]], mode: str) -> np.ndarray:
+    """a_ij * ||W_O[:, h*d:(h+1)*d] (W_V x_j + b_V)[h*d:(h+1)*d]||_2, from the modules' own weights."""
+    model = engine.model
+    d = model.head_dim
+    expected = np.zeros_like(weights, dtype=np.float64)
+    for layer, x in enumerate(layer_inputs(engine, ablate, mode)):
+        value, output = value_and_output(model.layers[layer], engine.kind)
+        with torch.inference_mode():
+            v = (x @ value.weight.T + value.bias).double()  # [n, heads * d]
+        w_o = output.weight.double()
+        for head in range(model.num_heads):
+            block = slice(head * d, (head + 1) * d)
+            f = v[:, block] @ w_o[:, block].T  # [n, hidden]: f_h(x_j) for every token j
+            if [layer, head] in ablate and mode in ("zero", "mean"):
+                continue  # moves nothing
+            expected[layer, head] = weights[layer, head] * f.norm(dim=-1).numpy()[None, :]
+    return expected
+
+
+@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+def test_norm_equals_a_direct_computation_from_the_module_weights(family_engine: Engine, mode: str) -> None:
+    result = family_engine.attention(TEXT, PAIR, ABLATE, mode)
+    got = result.maps("norm")
+    expected = direct_norm(family_engine, result.weights, ABLATE, mode)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    for layer, head in ABLATE:
+        silent = mode in ("zero", "mean")
+        assert result.silenced(layer, head) == silent
+        assert (not got[layer, head].any()) == silent  # uniform heads still move their values' mean
+    # norm is not the weights: some head's rows do not sum to 1
+    assert np.abs(got.sum(axis=-1) - 1).max() > 0.1
+
+
+def reference_rollout(weights: np.ndarray, disabled: set[tuple[int, int]], mode: str) -> np.ndarray:
+    """Abnar & Zuidema's rollout, written out plainly in numpy from the contract's formula."""
+    layers, heads, n, _ = weights.shape
+    identity = np.eye(n)
+    rolled = identity
+    out = []
+    for layer in range(layers):
+        kept = [weights[layer, h] for h in range(heads)
+                if not (mode in ("zero", "mean") and (layer, h) in disabled)]
+        m = np.mean(kept, axis=0) if kept else identity
+        b = 0.5 * m + 0.5 * identity
+        b = b / b.sum(axis=1, keepdims=True)
+        rolled = b @ rolled
+        out.append(rolled)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+def test_rollout_equals_the_formula_with_heads_and_a_whole_layer_disabled(family_engine: Engine, mode: str) -> None:
+    heads = family_engine.model.num_heads
+    ablate = [[0, 1], [0, 2], *([1, h] for h in range(heads))]  # layer 1: every head
+    result = family_engine.attention(TEXT, PAIR, ablate, mode)
+    expected = reference_rollout(result.weights.astype(np.float64), {tuple(p) for p in ablate}, mode)
+    np.testing.assert_allclose(result.rollout, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.rollout.sum(axis=-1), 1.0, atol=1e-5)
+    if mode == "uniform":  # the disabled heads still mix tokens, with their 1/L weights
+        n = len(result.tokens)
+        np.testing.assert_allclose(result.weights[1], 1.0 / n, atol=1e-6)
+        assert not np.allclose(result.rollout[1], result.rollout[0], atol=1e-4)
+    else:  # a layer with nothing left passes the rollout through unchanged (B = I)
+        np.testing.assert_allclose(result.rollout[1], result.rollout[0], atol=1e-6)
+    unablated = family_engine.attention(TEXT, PAIR, [], mode)
+    assert not np.allclose(unablated.rollout[0], result.rollout[0], atol=1e-3)  # layer 0 lost heads 1, 2
+
+
+# -- the API ----------------------------------------------------------------------------------------
+@pytest.fixture
+def client(engine: Engine, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as test_client:
+        yield test_client
+
+
+def decoded(entry: dict, n: int) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(entry["data"]), dtype="<f2").reshape(n, n).astype(np.float64)
+
+
+@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+def test_norm_through_the_api_in_json_and_f16(client: TestClient, engine: Engine, mode: str) -> None:
+    request = {"text": TEXT, "ablate": [[1, 2]], "mode": mode, "measure": "norm"}
+    body = client.post("/api/attention", json=request).json()
+    assert body["measure"] == "norm" and "layers" not in body
+    expected = engine.attention(TEXT, None, [[1, 2]], mode).maps("norm")
+    n = len(body["tokens"])
+    for entry in body["heads"]:
+        layer, head = entry["layer"], entry["head"]
+        np.testing.assert_allclose(entry["values"], expected[layer, head], atol=1e-5)
+        assert entry.get("disabled", False) == ((layer, head) == (1, 2) and mode != "uniform")
+    packed = client.post("/api/attention", json={**request, "format": "f16", "heads": [[1, 2], [0, 3]]}).json()
+    assert [(e["layer"], e["head"]) for e in packed["heads"]] == [(1, 2), (0, 3)]
+    for entry in packed["heads"]:
+        np.testing.assert_allclose(decoded(entry, n), expected[entry["layer"], entry["head"]], rtol=2e-3, atol=1e-4)
+
+
+def test_rollout_through_the_api_answers_layers_and_no_heads(client: TestClient, engine: Engine) -> None:
+    request = {"text": TEXT, "text_pair": PAIR, "ablate": [[0, 0]], "measure": "rollout"}
+    body = client.post("/api/attention", json=request).json()
+    assert body["measure"] == "rollout" and body["heads"] == []
+    expected = engine.attention(TEXT, PAIR, [[0, 0]], "zero").rollout
+    assert [entry["layer"] for entry in body["layers"]] == list(range(engine.model.num_layers))
+    for entry in body["layers"]:
+        np.testing.assert_allclose(entry["values"], expected[entry["layer"]], atol=1e-5)
+    packed = client.post("/api/attention", json={**request, "format": "f16"}).json()
+    n = len(packed["tokens"])
+    for entry in packed["layers"]:
+        np.testing.assert_allclose(decoded(entry, n), expected[entry["layer"]], atol=1e-3)
+
+
+def test_weights_stay_the_default_and_say_so(client: TestClient) -> None:
+    default = client.post("/api/attention", json={"text": TEXT, "heads": [[2, 1]]}).json()
+    named = client.post("/api/attention", json={"text": TEXT, "heads": [[2, 1]], "measure": "weights"}).json()
+    assert default == named and default["measure"] == "weights"
+    np.testing.assert_allclose(np.sum(default["heads"][0]["values"], axis=-1), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize(("request_body", "words"), [
+    ({"text": TEXT, "measure": "flow"}, ["measure", "'weights', 'norm' or 'rollout'", "'flow'"]),
+    ({"text": TEXT, "measure": "rollout", "heads": [[0, 0]]}, ["rollout", "per layer", "heads"]),
+    ({"text": TEXT, "measure": "rollout", "heads": []}, ["rollout", "per layer"]),
+])
+def test_bad_measures_are_clear_422s_and_the_server_keeps_serving(client: TestClient, request_body: dict,
+                                                                   words: list[str]) -> None:
+    response = client.post("/api/attention", json=request_body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    for word in words:
+        assert word in detail, f"{word!r} missing from {detail!r}"
+    assert client.post("/api/attention", json={"text": TEXT, "measure": "rollout"}).status_code == 200
