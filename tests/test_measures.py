@@ -167,6 +167,12 @@ def test_rollout_through_the_api_answers_layers_and_no_heads(client: TestClient,
     n = len(packed["tokens"])
     for entry in packed["layers"]:
         np.testing.assert_allclose(decoded(entry, n), expected[entry["layer"]], atol=1e-3)
+    thumbs = client.post("/api/attention", json={**request, "format": "thumb", "size": 8}).json()
+    pooled = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(expected), (8, 8)).numpy()
+    assert n > 8 and [entry["shape"] for entry in thumbs["layers"]] == [[8, 8]] * len(expected)
+    for entry in thumbs["layers"]:
+        got = np.frombuffer(base64.b64decode(entry["data"]), dtype="<f2").reshape(8, 8)
+        np.testing.assert_allclose(got, pooled[entry["layer"]], atol=1e-3)
 
 
 def test_weights_stay_the_default_and_say_so(client: TestClient) -> None:
