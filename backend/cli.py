@@ -81,6 +81,8 @@ def sweep(
     limit: Annotated[int | None, typer.Option(min=1, help="Use the first N examples of the split.")] = None,
     max_heads: Annotated[int | None, typer.Option(min=1, help="greedy: most heads to remove.")] = None,
     word_level: Annotated[bool, typer.Option(help="stats: aggregate wordpieces to words (Clark et al.).")] = False,
+    measure: Annotated[str | None, typer.Option(
+        help="stats: weights (default) or norm (Kobayashi et al. 2020, rows divided by their sums).")] = None,
     base_model: Annotated[str | None, typer.Option(help="similarity: the pre-trained model to compare with.")] = None,
 ) -> None:
     """Run an atlas analysis from the command line, with a progress bar, and write JSON or CSV."""
@@ -90,7 +92,8 @@ def sweep(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         run_sweep(kind=kind, mode=mode, split=split, limit=limit, out=out, max_heads=max_heads,
-                  word_level=word_level, settings=_settings(model=model, task=task, base_model=base_model))
+                  word_level=word_level, measure=measure,
+                  settings=_settings(model=model, task=task, base_model=base_model))
     except (EngineError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -13,6 +13,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
+from headscope.engine.atlas.runner import normalise_params, run_job
+from headscope.engine.atlas.stats import StatsAccumulator
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import Intervention, intervene
 from headscope.engine.model import load_model
@@ -195,3 +197,33 @@ def test_bad_measures_are_clear_422s_and_the_server_keeps_serving(client: TestCl
     for word in words:
         assert word in detail, f"{word!r} missing from {detail!r}"
     assert client.post("/api/attention", json={"text": TEXT, "measure": "rollout"}).status_code == 200
+
+
+# -- the stats job under the norm measure ------------------------------------------------------------
+def test_norm_stats_are_the_stats_of_row_normalised_norm_maps(engine: Engine) -> None:
+    """The job's batched, padded pass equals one input at a time through engine.attention."""
+    params = normalise_params(engine, "stats", None, "dev", 6, measure="norm")
+    result = run_job(engine, "stats", params)
+    tokenizer = engine.model.tokenizer
+    expected = StatsAccumulator(engine.model.num_layers, engine.model.num_heads, tokenizer.sep_token)
+    for example in engine.task.select("dev", 6):
+        one = engine.attention(example.text, example.text_pair, [], "zero")
+        maps = one.maps("norm")
+        expected.add(maps / maps.sum(axis=-1, keepdims=True), one.tokens)
+    by_weight = run_job(engine, "stats", normalise_params(engine, "stats", None, "dev", 6))
+    assert result["measure"] == "norm" and by_weight["measure"] == "weights" and result["n"] == 6
+    for got, want in zip(result["heads"], expected.result()["heads"], strict=True):
+        for name in ("to_cls", "to_sep", "to_punct", "to_self", "entropy"):
+            assert got[name] == pytest.approx(want[name], abs=1e-5), (got["layer"], got["head"], name)
+    assert any(abs(g["to_cls"] - w["to_cls"]) > 1e-3 for g, w in zip(result["heads"], by_weight["heads"], strict=True))
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"kind": "stats", "measure": "rollout"}, ["'weights' or 'norm'", "'rollout'"]),
+    ({"kind": "single-head", "measure": "norm"}, ["measure", "stats job only"]),
+])
+def test_bad_job_measures_are_clear_422s(client: TestClient, body: dict, words: list[str]) -> None:
+    response = client.post("/api/jobs", json=body)
+    assert response.status_code == 422, response.text
+    for word in words:
+        assert word in response.json()["detail"], response.json()["detail"]

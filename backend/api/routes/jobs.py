@@ -57,6 +57,9 @@ class JobRequest(RequestBody):
     max_heads: Annotated[int, Field(strict=True, ge=1)] | None = Field(
         default=None, description="greedy: most heads to disable (default 5, at most every head).")
     word_level: bool = Field(default=False, description="stats: merge wordpieces into words (Clark et al.).")
+    measure: Literal["weights", "norm"] = Field(
+        default="weights", description="stats: the attention measure the statistics read (norm: Kobayashi et al. "
+                                       "2020, each row divided by its sum first); other kinds read the weights.")
 
 
 class JobCreated(BaseModel):
@@ -92,7 +95,9 @@ def start_job(body: JobRequest, jobs: JobsDep) -> JobCreated:
     the model and the task)."""
     extra = {"max_heads": body.max_heads} if body.kind == "greedy" else {}
     if body.kind == "stats":
-        extra["word_level"] = body.word_level
+        extra.update(word_level=body.word_level, measure=body.measure)
+    elif body.measure != "weights":
+        extra["measure"] = body.measure  # refused by normalise_params with a message naming the rule
     job = jobs.submit(body.kind, body.mode, body.split, body.limit, **extra)
     return JobCreated(id=job.id, kind=job.kind, state=job.state)
 

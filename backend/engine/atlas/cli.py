@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 
 def sweep(kind: str, mode: str, split: str | None, limit: int | None, out: str | Path, settings: Settings,
-          *, max_heads: int | None = None, word_level: bool = False) -> dict:
+          *, max_heads: int | None = None, word_level: bool = False, measure: str | None = None) -> dict:
     """Build the engine the settings describe, run `kind` and write the result to `out` (.json or .csv).
 
     The same code and parameters as `POST /api/jobs`, so the file holds exactly what the API serves; the
@@ -23,7 +23,8 @@ def sweep(kind: str, mode: str, split: str | None, limit: int | None, out: str |
     if Path(out).suffix.lower() not in (".json", ".csv"):
         raise ValueError(f"--out must end in .json or .csv; got {Path(out).name}")
     engine = build_engine(settings)
-    params = normalise_params(engine, kind, mode, split, limit, max_heads=max_heads, word_level=word_level)
+    params = normalise_params(engine, kind, mode, split, limit, max_heads=max_heads, word_level=word_level,
+                              measure=measure)
     base = default_base_model(settings.model, settings.base_model, settings.cache_dir)
     started = time.monotonic()
     with tqdm(total=1000, desc=kind, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:

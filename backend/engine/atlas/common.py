@@ -38,12 +38,13 @@ class ExampleMaps:
     position: int  # index in the split's stored order
     tokens: list[str]
     segments: list[int]
-    maps: np.ndarray  # [layers, heads, n, n] float32
+    maps: np.ndarray  # [layers, heads, n, n] float32, in the measure asked (weights or norm)
 
 
 def split_maps(engine: Engine, split: str | None, limit: int | None, progress: Progress = no_progress,
-               cancelled: Cancelled = never_cancelled) -> Iterator[ExampleMaps]:
-    """Every head's unablated attention on each chosen example, one padded batch per forward pass.
+               cancelled: Cancelled = never_cancelled, measure: str = "weights") -> Iterator[ExampleMaps]:
+    """Every head's unablated attention on each chosen example, one padded batch per forward pass, as
+    weights or as Kobayashi et al.'s norm (weight x ||W_O block . value||; docs/api.md).
 
     The engine's lock is held for one batch at a time, so interactive requests interleave with a job.
     """
@@ -53,12 +54,14 @@ def split_maps(engine: Engine, split: str | None, limit: int | None, progress: P
     done = 0
     for batch in prepared.batches:
         check_cancelled(cancelled)
-        intervention = Intervention(capture_weights=True)
+        intervention = Intervention(capture_weights=True, capture_values=measure == "norm")
         with engine.lock, torch.inference_mode(), intervene(intervention):
             hidden = model.embed(batch.input_ids, batch.token_type_ids)
             model.run_layers(hidden, batch.additive)
-        weights = torch.stack([intervention.weights[i] for i in range(model.num_layers)], dim=1)
-        weights = weights.float().cpu().numpy()  # [batch, layers, heads, seq, seq]
+            weights = torch.stack([intervention.weights[i] for i in range(model.num_layers)], dim=1).float()
+            if measure == "norm":  # [batch, layers, heads, key] norms scale each key's column
+                weights = weights * engine.value_norms(intervention.values)[:, :, :, None, :]
+        weights = weights.cpu().numpy()  # [batch, layers, heads, seq, seq]
         lengths = batch.attention_mask.sum(dim=1).tolist()
         for row, (position, length) in enumerate(zip(batch.positions, lengths, strict=True)):
             ids = batch.input_ids[row, :length].tolist()

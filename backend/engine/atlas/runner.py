@@ -11,6 +11,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 from headscope.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress, split_maps
 from headscope.engine.atlas.importance import head_importance, pruning_curve
 from headscope.engine.atlas.patterns import PatternCounter
@@ -26,8 +27,12 @@ KINDS = (*CONTRACT_KINDS, "greedy", "similarity")
 DEFAULT_MAX_HEADS = 5
 
 
+STATS_MEASURES = ("weights", "norm")  # per-head measures; rollout has no heads to describe
+
+
 def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split: str | None = None,
-                     limit: int | None = None, *, max_heads: int | None = None, word_level: bool = False) -> dict:
+                     limit: int | None = None, *, max_heads: int | None = None, word_level: bool = False,
+                     measure: str | None = None) -> dict:
     """Checked, canonical parameters of a job; an InputError names what is allowed."""
     if kind not in KINDS:
         raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
@@ -48,6 +53,12 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
         params["mode"] = None  # attention of the unablated model: the mode changes nothing
     if kind == "stats":
         params["word_level"] = bool(word_level)
+        params["measure"] = measure or "weights"
+        if params["measure"] not in STATS_MEASURES:
+            raise InputError(f"stats measure {measure!r} is not allowed; allowed: {', '.join(STATS_MEASURES)} "
+                             "(rollout is per layer, not per head)")
+    elif measure not in (None, "weights"):
+        raise InputError(f"measure applies to the stats job only; {kind} reads the weights")
     if kind == "greedy":
         total = engine.model.num_layers * engine.model.num_heads
         chosen = DEFAULT_MAX_HEADS if max_heads is None else max_heads
@@ -59,12 +70,18 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
 
 
 def _stats(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
+    """Per-head statistics; under ``norm`` each row is first divided by its sum (docs/api.md), so a share
+    is the part of what the head moves into a token that comes from [CLS], [SEP], ..."""
     tokenizer = engine.model.tokenizer
+    measure = params.get("measure", "weights")
     accumulator = StatsAccumulator(engine.model.num_layers, engine.model.num_heads, tokenizer.sep_token,
                                    tokenizer.all_special_tokens, word_level=params["word_level"])
-    for example in split_maps(engine, params["split"], params["limit"], progress, cancelled):
-        accumulator.add(example.maps, example.tokens)
-    return {"split": params["split"], **accumulator.result()}
+    for example in split_maps(engine, params["split"], params["limit"], progress, cancelled, measure=measure):
+        maps = example.maps
+        if measure == "norm":
+            maps = maps / np.maximum(maps.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
+        accumulator.add(maps, example.tokens)
+    return {"split": params["split"], "measure": measure, **accumulator.result()}
 
 
 def _patterns(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
