@@ -13,6 +13,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
+from headscope.engine import significance
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import ABLATION_MODES, Intervention, intervene
 from headscope.settings import Settings
@@ -215,6 +216,8 @@ def test_evaluate_equals_a_direct_engine_evaluation(client: TestClient, engine: 
     assert body["flipped"] == np.nonzero(predictions != baseline)[0].tolist()
     assert body["cached"] is False and body["elapsed_ms"] > 0
     assert (body["split"], body["ablate"]) == ("dev", sorted(ablate))
+    gold = np.array([e.label for e in engine.task.select("dev", 30)])
+    assert body["significance"] == significance.significance("accuracy", gold, baseline, predictions, 2)
 
 
 def test_evaluate_answers_a_repeated_mask_from_the_store(client: TestClient) -> None:
@@ -222,8 +225,12 @@ def test_evaluate_answers_a_repeated_mask_from_the_store(client: TestClient) -> 
     first = client.post("/api/evaluate", json=request).json()
     again = client.post("/api/evaluate", json={**request, "ablate": [[0, 0], [2, 1], [0, 0]]}).json()
     assert first["cached"] is False and again["cached"] is True
-    for field in ("score", "baseline", "delta", "n", "flipped"):
+    for field in ("score", "baseline", "delta", "n", "flipped", "significance"):
         assert again[field] == first[field]
+    sure = first["significance"]
+    assert sure["test"] == "mcnemar-exact" and sure["resamples"] == 1000
+    assert sure["right_to_wrong"] + sure["wrong_to_right"] <= len(first["flipped"])
+    assert sure["ci95"][0] <= first["delta"] <= sure["ci95"][1]
     other_mode = client.post("/api/evaluate", json={**request, "mode": "zero"}).json()
     assert other_mode["cached"] is False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from headscope.engine.interventions import AblationMode
+from headscope.engine.records import Significance
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_TEXT_CHARS = 50_000
@@ -117,6 +118,8 @@ class EvaluateResponse(BaseModel):
     mode: AblationMode
     split: str
     ablate: list[HeadPair] = Field(description="The disabled heads, sorted, without repeats.")
+    significance: Significance = Field(description="How sure delta is: the paired test, its p-value and a "
+                                                   "seeded paired-bootstrap 95 % interval (docs/api.md).")
 
 
 class ExampleItem(BaseModel):

@@ -16,12 +16,13 @@ from functools import cached_property
 
 import numpy as np
 import torch
-from headscope.engine import metrics
+from headscope.engine import metrics, significance
 from headscope.engine.errors import InputError
 from headscope.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
 from headscope.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
 from headscope.engine.measures import MEASURES, output_gram, output_projection, rollout, silenced, value_norms
 from headscope.engine.model import LoadedModel
+from headscope.engine.records import StoredEvaluation
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
 
@@ -92,6 +93,7 @@ class EvaluationResult:
     cached: bool
     elapsed_ms: float
     mode: str
+    significance: dict
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -262,6 +264,23 @@ class Engine:
     def _evaluation_key(self, disabled: torch.Tensor, mode: str, split: str, n: int) -> dict:
         return self._key("evaluate", split=split, n=n, mode=mode, mask=disabled.nonzero().tolist())
 
+    def evaluation_record(self, mode: str, n: int, predictions: np.ndarray, prepared: PreparedSplit) -> dict:
+        """What the store keeps for one mask's predictions on a prepared split: the scores, the flipped ids
+        and the delta's significance (so a repeated request answers without recomputing any of it)."""
+        baseline = prepared.baseline_predictions
+        score, base_score = self.score(predictions, prepared.gold), self.score(baseline, prepared.gold)
+        return {
+            "metric": self.task.metric, "mode": mode, "n": n, "score": score, "baseline": base_score,
+            "delta": score - base_score,
+            "flipped": [int(i) for i in np.nonzero(predictions != baseline)[0]],
+            "significance": significance.significance(self.task.metric, prepared.gold, baseline, predictions,
+                                                      len(self.model.labels)),
+        }
+
+    def remember_evaluation(self, disabled: torch.Tensor, mode: str, split: str, record: dict) -> None:
+        """Store one mask's evaluation under the key :meth:`stored_evaluation` looks up."""
+        self.store.put(self._evaluation_key(disabled, mode, split, record["n"]), record)
+
     def stored_evaluation(self, ablate: Iterable[Sequence[int]], mode: str = "zero", split: str | None = None,
                           limit: int | None = None) -> EvaluationResult | None:
         """The stored result of exactly this evaluation, if there is one, without touching the model."""
@@ -269,14 +288,15 @@ class Engine:
         split_name = split or "dev"
         key = self._evaluation_key(self.disabled_tensor(ablate), self.check_mode(mode), split_name,
                                    len(self.task.select(split_name, limit)))
-        hit = self.store.get(key)
+        hit = StoredEvaluation.parse_or_none(self.store.get(key))
         if hit is None:
             return None
-        return EvaluationResult(**hit, cached=True, elapsed_ms=(time.perf_counter() - started) * 1000)
+        return EvaluationResult(**hit.model_dump(), cached=True, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def evaluate(self, ablate: Iterable[Sequence[int]], mode: str = "zero", split: str | None = None,
                  limit: int | None = None, *, use_store: bool = True, use_layer_cache: bool = True) -> EvaluationResult:
-        """The task metric with `ablate` disabled by `mode`, against the unablated baseline."""
+        """The task metric with `ablate` disabled by `mode`, against the unablated baseline, and how sure
+        the difference is."""
         started = time.perf_counter()
         if use_store and (hit := self.stored_evaluation(ablate, mode, split, limit)) is not None:
             return hit
@@ -284,23 +304,14 @@ class Engine:
         disabled = self.disabled_tensor(ablate)
         split_name = split or "dev"
         n = len(self.task.select(split_name, limit))
-        key = self._evaluation_key(disabled, mode, split_name, n)
         with self.lock:
             prepared = self.prepared(split_name, limit)
             means = self._means_for(mode, disabled)
             logits = masked_logits(self.model, prepared, disabled[None], mode, means,
                                    use_layer_cache=use_layer_cache)[0]
-        predictions = logits.argmax(axis=-1)
-        baseline = prepared.baseline_predictions
-        value = {
-            "metric": self.task.metric, "mode": mode, "n": n,
-            "score": self.score(predictions, prepared.gold),
-            "baseline": self.score(baseline, prepared.gold),
-            "flipped": [int(i) for i in np.nonzero(predictions != baseline)[0]],
-        }
-        value["delta"] = value["score"] - value["baseline"]
+        value = self.evaluation_record(mode, n, logits.argmax(axis=-1), prepared)
         if use_store:
-            self.store.put(key, value)
+            self.remember_evaluation(disabled, mode, split_name, value)
         return EvaluationResult(**value, cached=False, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def evaluate_many(self, masks: Sequence[Iterable[Sequence[int]]], mode: str = "zero", split: str | None = None,

@@ -18,18 +18,6 @@ Head = tuple[int, int]
 ROWS_PER_CALL = 2048  # examples x masks per `evaluate_many` call: bounds how long a sweep holds the engine's lock
 
 
-def _remember(engine: Engine, mask: Sequence[Head], mode: str, split: str, n: int, score: float,
-              baseline: float, predictions: np.ndarray, baseline_predictions: np.ndarray) -> None:
-    """Store one mask's result exactly as `Engine.evaluate` would have."""
-    heads = engine.disabled_tensor(mask).nonzero().tolist()
-    key = engine._key("evaluate", split=split, n=n, mode=mode, mask=heads)
-    engine.store.put(key, {
-        "metric": engine.task.metric, "mode": mode, "n": n, "score": score, "baseline": baseline,
-        "flipped": [int(i) for i in np.nonzero(predictions != baseline_predictions)[0]],
-        "delta": score - baseline,
-    })
-
-
 def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, split: str | None,
                 limit: int | None, *, chunk: int | None = None, progress: Progress = no_progress,
                 cancelled: Cancelled = never_cancelled, remember: bool = True) -> tuple[list[float], float]:
@@ -50,7 +38,8 @@ def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, spli
             score = engine.score(row, prepared.gold)
             scores.append(score)
             if remember:
-                _remember(engine, mask, mode, split_name, n, score, baseline, row, baseline_predictions)
+                engine.remember_evaluation(engine.disabled_tensor(mask), mode, split_name,
+                                           engine.evaluation_record(mode, n, row, prepared))
         progress(len(scores) / len(masks))
     return scores, baseline
 
