@@ -71,7 +71,7 @@ def ui(
 @app.command()
 def sweep(
     kind: Annotated[str, typer.Option(
-        help="single-head, layer, importance, pruning, greedy, stats, patterns or similarity.")],
+        help="single-head, layer, importance, pruning, greedy, stats, patterns, similarity or layers.")],
     out: Annotated[Path, typer.Option(help="Where to write the result: FILE.json or FILE.csv.")],
     mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean (stats/patterns ignore it).")
                     ] = "zero",
@@ -84,15 +84,22 @@ def sweep(
     measure: Annotated[str | None, typer.Option(
         help="stats: weights (default) or norm (Kobayashi et al. 2020, rows divided by their sums).")] = None,
     base_model: Annotated[str | None, typer.Option(help="similarity: the pre-trained model to compare with.")] = None,
+    off: Annotated[str, typer.Option(help="layers: heads switched off, as in the dashboard URL (L5H0,L5H1).")] = "",
 ) -> None:
     """Run an atlas analysis from the command line, with a progress bar, and write JSON or CSV."""
+    from headscope.app.urlstate import HEAD_NAME
     from headscope.engine.atlas.cli import sweep as run_sweep
     from headscope.engine.errors import EngineError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    names = [part.strip() for part in off.split(",") if part.strip()]
+    if bad := [name for name in names if HEAD_NAME.fullmatch(name) is None]:
+        typer.echo(f"error: --off {', '.join(bad)}: heads are written like L3H7 (layer 3, head 7)", err=True)
+        raise typer.Exit(2)
+    ablate = [[int(m[1]), int(m[2])] for m in map(HEAD_NAME.fullmatch, names)]
     try:
         run_sweep(kind=kind, mode=mode, split=split, limit=limit, out=out, max_heads=max_heads,
-                  word_level=word_level, measure=measure,
+                  word_level=word_level, measure=measure, ablate=ablate,
                   settings=_settings(model=model, task=task, base_model=base_model))
     except (EngineError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

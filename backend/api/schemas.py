@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from headscope.engine.atlas.layers import REPRESENTATIONS_CAP
 from headscope.engine.interventions import AblationMode
 from headscope.engine.records import Significance
 from pydantic import BaseModel, ConfigDict, Field
@@ -186,3 +187,36 @@ class ErrorBody(BaseModel):
 
     detail: str
     errors: list[FieldError] | None = None
+
+
+class RepresentationsRequest(RequestBody):
+    layer: Index = Field(description="State l: 0 enters encoder layer 0, l >= 1 is encoder layer l-1's output "
+                                     "(0..num_layers of /api/model).")
+    split: str | None = Field(default=None, max_length=64, description="train, dev or test; null = dev.")
+    limit: Annotated[int, Field(strict=True, ge=1, le=REPRESENTATIONS_CAP)] | None = Field(
+        default=None, description=f"The first N examples of the split; null = all of it (a split of more than "
+                                  f"{REPRESENTATIONS_CAP} examples needs a limit).")
+    ablate: HeadList = Field(default_factory=list, description="Heads to disable.")
+    mode: AblationMode = Field(default="zero", description="How disabled heads are disabled.")
+    pooling: Literal["first", "mean"] = Field(
+        default="first", description="first: the first token's state; mean: the mean over real tokens, special "
+                                     "tokens included.")
+
+
+class RepresentationPoint(BaseModel):
+    id: int = Field(description="Example id in the split.")
+    x: float = Field(description="Coordinate on the first principal component.")
+    y: float = Field(description="Coordinate on the second principal component.")
+    label: str = Field(description="Gold label.")
+    predicted: str = Field(description="The model's prediction under the mask.")
+
+
+class RepresentationsResponse(BaseModel):
+    explained: list[float] = Field(description="Share of the total variance each component explains.")
+    points: list[RepresentationPoint]
+    layer: int
+    pooling: Literal["first", "mean"]
+    n: int
+    split: str
+    mode: AblationMode
+    ablate: list[HeadPair] = Field(description="The disabled heads, sorted, without repeats.")

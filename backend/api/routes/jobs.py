@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from headscope.api.errors import ERROR_RESPONSES, error_response
-from headscope.api.schemas import ErrorBody, RequestBody
+from headscope.api.schemas import ErrorBody, HeadList, RequestBody
 from headscope.engine.atlas.jobs import JobManager
 from headscope.engine.atlas.similarity import default_base_model
 from headscope.engine.engine import Engine
@@ -24,7 +24,8 @@ from pydantic import BaseModel, Field
 router = APIRouter(prefix="/api", tags=["jobs"])
 _create_lock = threading.Lock()
 
-JobKind = Literal["single-head", "layer", "importance", "pruning", "stats", "patterns", "greedy", "similarity"]
+JobKind = Literal["single-head", "layer", "importance", "pruning", "stats", "patterns", "greedy", "similarity",
+                  "layers"]
 JobId = Annotated[str, Path(max_length=64, description="The id POST /api/jobs returned.")]
 
 
@@ -60,6 +61,8 @@ class JobRequest(RequestBody):
     measure: Literal["weights", "norm"] = Field(
         default="weights", description="stats: the attention measure the statistics read (norm: Kobayashi et al. "
                                        "2020, each row divided by its sum first); other kinds read the weights.")
+    ablate: HeadList = Field(default_factory=list, description="layers: heads disabled (by `mode`) while the "
+                                                               "layer states are computed.")
 
 
 class JobCreated(BaseModel):
@@ -98,6 +101,8 @@ def start_job(body: JobRequest, jobs: JobsDep) -> JobCreated:
         extra.update(word_level=body.word_level, measure=body.measure)
     elif body.measure != "weights":
         extra["measure"] = body.measure  # refused by normalise_params with a message naming the rule
+    if body.ablate:
+        extra["ablate"] = body.ablate
     job = jobs.submit(body.kind, body.mode, body.split, body.limit, **extra)
     return JobCreated(id=job.id, kind=job.kind, state=job.state)
 

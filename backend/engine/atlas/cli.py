@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 
 def sweep(kind: str, mode: str, split: str | None, limit: int | None, out: str | Path, settings: Settings,
-          *, max_heads: int | None = None, word_level: bool = False, measure: str | None = None) -> dict:
+          *, max_heads: int | None = None, word_level: bool = False, measure: str | None = None,
+          ablate: list | tuple = ()) -> dict:
     """Build the engine the settings describe, run `kind` and write the result to `out` (.json or .csv).
 
     The same code and parameters as `POST /api/jobs`, so the file holds exactly what the API serves; the
@@ -24,7 +25,7 @@ def sweep(kind: str, mode: str, split: str | None, limit: int | None, out: str |
         raise ValueError(f"--out must end in .json or .csv; got {Path(out).name}")
     engine = build_engine(settings)
     params = normalise_params(engine, kind, mode, split, limit, max_heads=max_heads, word_level=word_level,
-                              measure=measure)
+                              measure=measure, ablate=ablate)
     base = default_base_model(settings.model, settings.base_model, settings.cache_dir)
     started = time.monotonic()
     with tqdm(total=1000, desc=kind, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:

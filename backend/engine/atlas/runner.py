@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from headscope.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress, split_maps
 from headscope.engine.atlas.importance import head_importance, pruning_curve
+from headscope.engine.atlas.layers import layer_readouts
 from headscope.engine.atlas.patterns import PatternCounter
 from headscope.engine.atlas.similarity import attention_similarity
 from headscope.engine.atlas.stats import StatsAccumulator
@@ -23,7 +24,8 @@ from headscope.engine.errors import InputError
 from headscope.engine.interventions import ABLATION_MODES
 
 CONTRACT_KINDS = ("single-head", "layer", "importance", "pruning", "stats", "patterns")
-KINDS = (*CONTRACT_KINDS, "greedy", "similarity")
+KINDS = (*CONTRACT_KINDS, "greedy", "similarity", "layers")
+MASKED_KINDS = ("layers",)  # kinds that run under a head mask (`ablate`)
 DEFAULT_MAX_HEADS = 5
 
 
@@ -32,7 +34,7 @@ STATS_MEASURES = ("weights", "norm")  # per-head measures; rollout has no heads 
 
 def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split: str | None = None,
                      limit: int | None = None, *, max_heads: int | None = None, word_level: bool = False,
-                     measure: str | None = None) -> dict:
+                     measure: str | None = None, ablate: list | tuple = ()) -> dict:
     """Checked, canonical parameters of a job; an InputError names what is allowed."""
     if kind not in KINDS:
         raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
@@ -59,6 +61,10 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
                              "(rollout is per layer, not per head)")
     elif measure not in (None, "weights"):
         raise InputError(f"measure applies to the stats job only; {kind} reads the weights")
+    if kind in MASKED_KINDS:
+        params["ablate"] = engine.disabled_tensor(ablate).nonzero().tolist()  # sorted, no repeats
+    elif ablate:
+        raise InputError(f"job kind {kind!r} takes no ablate; kinds that run under a mask: {', '.join(MASKED_KINDS)}")
     if kind == "greedy":
         total = engine.model.num_layers * engine.model.num_heads
         chosen = DEFAULT_MAX_HEADS if max_heads is None else max_heads
@@ -113,6 +119,8 @@ def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_pro
         return _patterns(engine, params, progress, cancelled)
     if kind == "similarity":
         return attention_similarity(engine, base_model, split, limit, **common)
+    if kind == "layers":
+        return layer_readouts(engine, params["ablate"], mode, split, limit, **common)
     raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
 
 
@@ -129,6 +137,8 @@ def result_rows(result: dict) -> list[dict]:
         return rows
     if "points" in result:  # pruning
         return [{k: v for k, v in p.items() if k != "heads"} for p in result["points"]]
+    if "layers" in result:  # layers: one row per state
+        return list(result["layers"])
     if "steps" in result:  # greedy
         return [{**{k: v for k, v in s.items() if k not in ("heads", "added")},
                  "added": "L{}H{}".format(*s["added"])} for s in result["steps"]]

@@ -1,0 +1,254 @@
+"""Layer by layer under a head mask: what the model's own head reads at each layer (the logit lens), what
+a linear probe can decode there, and the geometry of a layer's states (docs/api.md, "Layers").
+
+Layer numbering: state 0 enters encoder layer 0 (after any embedding projection); state l >= 1 is the
+output of encoder layer l-1, so a model of L layers has states 0..L and state L is what its classifier
+reads. Every state is computed under the mask: states at or below the first ablated layer are the
+unablated model's, and come from the prepared split's kept layer inputs when they are there (the same
+reuse as evaluation); the rest are recomputed with the intervention in place.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
+from headscope.engine.engine import Engine
+from headscope.engine.errors import InputError
+from headscope.engine.evaluation import Batch
+from headscope.engine.interventions import AblationMode, Intervention, intervene
+from headscope.engine.model import LoadedModel
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+PROBE_FIT_EXAMPLES = 2000  # the probe is fit on the first this many examples of `train`, in stored order
+PROBE_SEED = 0
+REPRESENTATIONS_CAP = 5000  # most examples one representations request may project
+POOLINGS = ("first", "mean")
+
+
+def head_logits(model: LoadedModel, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The model's own classification head reading states ``[batch, seq, hidden]`` as it reads the last
+    layer's (dropout off: the model is in eval mode) -> logits ``[batch, labels]``.
+
+    The one family-specific step of this module: which norm, pooling and pooler the head applies.
+    """
+    return model.classify(states)
+
+
+def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``[batch, seq, hidden]`` -> ``[batch, hidden]``: the first token, or the mean over real tokens
+    (special tokens included, padding left out)."""
+    if pooling == "first":
+        return states[:, 0]
+    real = attention_mask.to(states.dtype)[:, :, None]
+    return (states * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+
+
+def _first_ablated(disabled: torch.Tensor, num_layers: int) -> int:
+    layers = disabled.any(dim=-1).nonzero().flatten().tolist()
+    return int(layers[0]) if layers else num_layers
+
+
+def batch_states(model: LoadedModel, batch: Batch, disabled: torch.Tensor, mode: AblationMode,
+                 means: torch.Tensor | None, upto: int) -> list[torch.Tensor]:
+    """States ``0..upto`` of one prepared batch under the mask ``disabled [layers, heads]``, each
+    ``[batch, seq, hidden]``. Call inside ``torch.inference_mode()``.
+
+    States at or below the first ablated layer cannot change, so those the split kept are reused and
+    the forward restarts from the last of them.
+    """
+    first = _first_ablated(disabled, model.num_layers)
+    states: list[torch.Tensor] = []
+    while len(states) <= min(first, upto) and len(states) in batch.layer_inputs:
+        states.append(batch.layer_inputs[len(states)].to(model.device, non_blocking=True))
+    if not states:
+        states.append(model.embed(batch.input_ids, batch.token_type_ids))
+    intervention = Intervention(disabled=disabled[None].to(model.device), mode=mode, means=means)
+    with intervene(intervention):
+        for layer in range(len(states) - 1, upto):
+            states.append(model.run_layers(states[-1], batch.additive, start=layer, stop=layer + 1))
+    return states[:upto + 1]
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Per-layer readouts of a split's chosen examples, in stored order."""
+
+    lens_logits: np.ndarray  # [layers + 1, n, labels] float32
+    first_token: np.ndarray  # [layers + 1, n, hidden] float32
+    gold: np.ndarray  # [n]
+
+
+def _means_for(engine: Engine, mode: str, disabled: torch.Tensor) -> torch.Tensor | None:
+    return engine.head_means() if mode == "mean" and bool(disabled.any()) else None
+
+
+def readout(engine: Engine, split: str, limit: int | None, disabled: torch.Tensor, mode: AblationMode,
+            progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> Readout:
+    """Lens logits and first-token states at every layer, under the mask, one batch per lock hold (so
+    interactive requests interleave); cancellation is checked between batches."""
+    model = engine.model
+    prepared = engine.prepared(split, limit)
+    means = _means_for(engine, mode, disabled)
+    n, layers = len(prepared.examples), model.num_layers
+    lens = np.zeros((layers + 1, n, model.config.num_labels), dtype=np.float32)
+    first = np.zeros((layers + 1, n, model.config.hidden_size), dtype=np.float32)
+    done = 0
+    for batch in prepared.batches:
+        check_cancelled(cancelled)
+        with engine.lock, torch.inference_mode():
+            states = batch_states(model, batch, disabled, mode, means, layers)
+            logits = torch.stack([head_logits(model, s, batch.attention_mask) for s in states]).float().cpu()
+            tokens = torch.stack([s[:, 0] for s in states]).float().cpu()
+        lens[:, batch.positions] = logits.numpy()
+        first[:, batch.positions] = tokens.numpy()
+        done += batch.size
+        progress(done / max(n, 1))
+    return Readout(lens_logits=lens, first_token=first, gold=prepared.gold)
+
+
+def make_probe() -> Pipeline:
+    """The contract's probe: standardised features, then L2 logistic regression (C=1), seeded."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=PROBE_SEED))
+
+
+def probe_predictions(fit_x: np.ndarray, fit_y: np.ndarray, score_x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Fit the probe and predict; returns (predictions, converged). A fit set of one class predicts that
+    class (logistic regression needs two)."""
+    classes = np.unique(fit_y)
+    if len(classes) < 2:
+        return np.full(len(score_x), classes[0] if len(classes) else 0, dtype=np.int64), True
+    probe = make_probe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # reported as `probe_converged` instead
+        probe.fit(fit_x.astype(np.float64), fit_y)
+    converged = bool(np.all(probe[-1].n_iter_ < probe[-1].max_iter))
+    return probe.predict(score_x.astype(np.float64)), converged
+
+
+def layer_readouts(engine: Engine, ablate, mode: str = "zero", split: str | None = None, limit: int | None = None,
+                   progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> dict:
+    """The `layers` job: lens and probe metric at every state 0..L under the mask (docs/api.md, "Layers")."""
+    mode = engine.check_mode(mode)
+    disabled = engine.disabled_tensor(ablate)
+    split = split or "dev"
+    n = len(engine.task.select(split, limit))
+    has_train = "train" in engine.task.sizes()
+    if not has_train and n < 2:
+        raise InputError(f"the probe needs at least 2 examples when the task has no train split "
+                         f"(it is fit on the first half of them); limit gives {n}")
+    fit_share = PROBE_FIT_EXAMPLES / (PROBE_FIT_EXAMPLES + n) if has_train else 0.0
+    states_share = 0.9  # the rest is the probes' fitting
+
+    chosen = readout(engine, split, limit, disabled, mode,
+                     lambda s: progress(states_share * (1 - fit_share) * s), cancelled)
+    if has_train:
+        fit = readout(engine, "train", PROBE_FIT_EXAMPLES, disabled, mode,
+                      lambda s: progress(states_share * ((1 - fit_share) + fit_share * s)), cancelled)
+        fit_x, fit_y = fit.first_token, fit.gold
+        score_x, score_y = chosen.first_token, chosen.gold
+    else:
+        half = n // 2
+        fit_x, fit_y = chosen.first_token[:, :half], chosen.gold[:half]
+        score_x, score_y = chosen.first_token[:, half:], chosen.gold[half:]
+
+    layers = []
+    count = engine.model.num_layers + 1
+    for layer in range(count):
+        check_cancelled(cancelled)
+        predicted, converged = probe_predictions(fit_x[layer], fit_y, score_x[layer])
+        layers.append({
+            "layer": layer,
+            "lens": engine.score(chosen.lens_logits[layer].argmax(axis=-1), chosen.gold),
+            "probe": engine.score(predicted, score_y),
+            "probe_converged": converged,
+        })
+        progress(states_share + (1 - states_share) * (layer + 1) / count)
+    return {
+        "n": n, "metric": engine.task.metric, "n_probe_fit": len(fit_y),
+        "n_probe_score": len(score_y), "probe_split": "train" if has_train else split,
+        "split": split, "mode": mode, "ablate": disabled.nonzero().tolist(), "layers": layers,
+    }
+
+
+def principal_components(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first `k` principal components of rows `x` (centred, not scaled), by SVD.
+
+    Returns (coordinates ``[n, k]``, explained variance shares ``[k]``, components ``[k, features]``);
+    each component's sign makes its largest-magnitude loading positive. Missing components (fewer rows
+    or features than `k`) are zeros.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    centred = x - x.mean(axis=0, keepdims=True)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    components = np.zeros((k, x.shape[1]))
+    explained = np.zeros(k)
+    kept = min(k, len(singular))
+    components[:kept] = vt[:kept]
+    total = float(np.sum(singular ** 2))
+    if total > 0:
+        explained[:kept] = singular[:kept] ** 2 / total
+    for row in components:
+        peak = row[np.argmax(np.abs(row))]
+        if peak < 0:
+            row *= -1
+    return centred @ components.T, explained, components
+
+
+def check_representations_request(engine: Engine, layer: int, split: str | None, limit: int | None,
+                                  pooling: str) -> int:
+    """Validate a representations request without touching the model; returns the example count."""
+    last = engine.model.num_layers
+    if not 0 <= layer <= last:
+        raise InputError(f"unknown layer {layer}: states are 0 (entering layer 0) to {last} (the last layer's output)")
+    if pooling not in POOLINGS:
+        raise InputError(f"unknown pooling {pooling!r}; allowed: {', '.join(POOLINGS)}")
+    size = len(engine.task.split(split))
+    if limit is None and size > REPRESENTATIONS_CAP:
+        raise InputError(f"split {split or 'dev'!r} has {size} examples; representations take at most "
+                         f"{REPRESENTATIONS_CAP}: give a limit of at most {REPRESENTATIONS_CAP}")
+    if limit is not None and limit > REPRESENTATIONS_CAP:
+        raise InputError(f"limit {limit} is over the cap: representations take at most {REPRESENTATIONS_CAP} examples")
+    return len(engine.task.select(split, limit))
+
+
+def representations(engine: Engine, layer: int, split: str | None = None, limit: int | None = None,
+                    ablate=(), mode: str = "zero", pooling: str = "first") -> dict:
+    """The first two principal components of state `layer`'s pooled vectors under the mask, with each
+    example's gold label and its prediction under the mask (docs/api.md, "Layers")."""
+    n = check_representations_request(engine, layer, split, limit, pooling)
+    mode = engine.check_mode(mode)
+    disabled = engine.disabled_tensor(ablate)
+    model = engine.model
+    prepared = engine.prepared(split, limit)
+    masked = bool(disabled.any())
+    means = _means_for(engine, mode, disabled)
+    pooled = np.zeros((n, model.config.hidden_size), dtype=np.float32)
+    predictions = prepared.baseline_predictions.copy()
+    upto = model.num_layers if masked else layer  # the prediction under a mask needs the last state
+    for batch in prepared.batches:
+        with engine.lock, torch.inference_mode():
+            states = batch_states(model, batch, disabled, mode, means, upto)
+            pooled[batch.positions] = pool(states[layer], batch.attention_mask, pooling).float().cpu().numpy()
+            if masked:
+                logits = head_logits(model, states[-1], batch.attention_mask)
+                predictions[batch.positions] = logits.argmax(dim=-1).cpu().numpy()
+    coordinates, explained, _ = principal_components(pooled)
+    labels = model.labels
+    return {
+        "explained": [float(v) for v in explained],
+        "points": [
+            {"id": example.id, "x": float(x), "y": float(y), "label": labels[int(gold)],
+             "predicted": labels[int(predicted)]}
+            for example, (x, y), gold, predicted in zip(prepared.examples, coordinates, prepared.gold, predictions,
+                                                        strict=True)
+        ],
+        "layer": layer, "pooling": pooling, "n": n, "split": split or "dev", "mode": mode,
+        "ablate": disabled.nonzero().tolist(),
+    }

@@ -1,0 +1,268 @@
+"""Layers (docs/api.md, "Layers"): the lens and the probe per layer, and the representations' PCA, checked
+against independent computations: the model's own forward with `output_hidden_states`, scikit-learn
+fit by hand, numpy's eigendecomposition, and /api/evaluate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.engine.atlas import runner
+from headscope.engine.atlas.common import JobCancelled
+from headscope.engine.atlas.jobs import JobManager
+from headscope.engine.atlas.layers import (
+    PROBE_FIT_EXAMPLES,
+    REPRESENTATIONS_CAP,
+    layer_readouts,
+    principal_components,
+    readout,
+    representations,
+)
+from headscope.engine.engine import Engine
+from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.model import LoadedModel, load_model
+from headscope.engine.store import ResultStore
+from headscope.engine.tasks import Example, Task
+from headscope.settings import Settings
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from tests.conftest import LABELS, build_model_dir, make_task
+
+FAMILIES = ("bert", "roberta", "electra")
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory: pytest.TempPathFactory, tiny_model: LoadedModel) -> dict[str, LoadedModel]:
+    models = {"bert": tiny_model}
+    for kind in FAMILIES[1:]:
+        models[kind] = load_model(build_model_dir(tmp_path_factory.mktemp(f"tiny-{kind}"), kind=kind, seed=3),
+                                  max_tokens=48)
+    return models
+
+
+def engine_for(model: LoadedModel, tmp_path: Path, task: Task | None = None) -> Engine:
+    return Engine(model, task or make_task(dev=24, train=20), ResultStore(tmp_path / "results.sqlite"), batch_size=8)
+
+
+def own_hidden_states(engine: Engine, split: str, ablate, mode: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each example alone through the HF model's own forward (`output_hidden_states`) under the mask:
+    per example ``[layers + 1, tokens, hidden]``, and the model's own logits ``[n, labels]``."""
+    model = engine.model
+    disabled = engine.disabled_tensor(ablate)[None]
+    means = engine.head_means() if mode == "mean" and ablate else None
+    states, logits = [], []
+    for example in engine.task.split(split):
+        batch = model.encode_batch([example.text], [example.text_pair])
+        with torch.inference_mode(), intervene(Intervention(disabled=disabled, mode=mode, means=means)):
+            out = model.model(**batch, output_hidden_states=True)
+        states.append(torch.stack(out.hidden_states)[:, 0].numpy())
+        logits.append(out.logits[0].numpy())
+    return states, np.stack(logits)
+
+
+def family_head(model: LoadedModel, states: torch.Tensor) -> torch.Tensor:
+    """The classification head of each family written out from transformers' modules."""
+    hf = model.model
+    if model.family.base == "bert":
+        return hf.classifier(hf.bert.pooler(states))
+    return hf.classifier(states)  # RoBERTa's and ELECTRA's heads read the first token themselves
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_lens_at_every_layer_equals_the_head_on_the_models_own_hidden_states(
+        family: str, family_models: dict[str, LoadedModel], tmp_path: Path) -> None:
+    model = family_models[family]
+    engine = engine_for(model, tmp_path)
+    ablate, mode = [[1, 0], [1, 3], [2, 2]], "uniform"
+    states, own_logits = own_hidden_states(engine, "dev", ablate, mode)
+    lens_direct = []
+    for layer in range(model.num_layers + 1):
+        with torch.inference_mode():
+            logits = torch.cat([family_head(model, torch.from_numpy(s[layer][None])) for s in states])
+        lens_direct.append(logits.numpy())
+    # the head on the last state is the model's own classifier
+    np.testing.assert_allclose(lens_direct[-1], own_logits, atol=1e-5)
+
+    result = layer_readouts(engine, ablate, mode, "dev")
+    gold = np.array([e.label for e in engine.task.split("dev")])
+    assert [row["layer"] for row in result["layers"]] == list(range(model.num_layers + 1))
+    for row, logits in zip(result["layers"], lens_direct, strict=True):
+        assert row["lens"] == pytest.approx(float(np.mean(logits.argmax(-1) == gold)))
+    # and the readout's logits and states themselves, not only their accuracy
+    mine = readout(engine, "dev", None, engine.disabled_tensor(ablate), mode)
+    np.testing.assert_allclose(mine.lens_logits, np.stack(lens_direct), atol=1e-4)
+    np.testing.assert_allclose(mine.first_token, np.stack([s[:, 0] for s in states], axis=1), atol=1e-4)
+    plain = readout(engine, "dev", None, engine.disabled_tensor([]), mode)
+    np.testing.assert_array_equal(plain.first_token[:2], mine.first_token[:2])  # below layer 1's output: unmoved
+    assert not np.allclose(plain.first_token[2:], mine.first_token[2:], atol=1e-4), "the mask changed nothing"
+
+
+@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+def test_lens_at_the_last_layer_is_the_evaluate_score_through_http(mode: str, engine: Engine, tmp_path: Path) -> None:
+    ablate = [[0, 1], [2, 0], [2, 3]]
+    with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as client:
+        job = client.post("/api/jobs", json={"kind": "layers", "ablate": ablate, "mode": mode}).json()
+        jobs: JobManager = client.app.state.jobs
+        done = jobs.wait(job["id"], timeout=300)
+        assert done.state == "done", done.error
+        evaluated = client.post("/api/evaluate", json={"ablate": ablate, "mode": mode}).json()
+        fetched = client.get(f"/api/jobs/{job['id']}").json()
+    result = fetched["result"]
+    assert result["layers"][-1]["lens"] == evaluated["score"]
+    assert result["n"] == evaluated["n"] and result["metric"] == evaluated["metric"] == "accuracy"
+    assert result["ablate"] == sorted(ablate) and result["mode"] == mode
+    assert fetched["params"]["ablate"] == sorted(ablate)
+    assert result["n_probe_fit"] == min(PROBE_FIT_EXAMPLES, len(engine.task.split("train")))
+
+
+def test_probe_is_the_standardised_logistic_regression_and_reproducible(engine: Engine, tmp_path: Path) -> None:
+    ablate, mode = [[1, 1]], "zero"
+    first = layer_readouts(engine, ablate, mode, "dev")
+    again = layer_readouts(engine_for(engine.model, tmp_path / "other", engine.task), ablate, mode, "dev")
+    assert first == again
+    # by hand, from the model's own hidden states: StandardScaler + LogisticRegression(C=1), fit on train
+    fit_states, _ = own_hidden_states(engine, "train", ablate, mode)
+    score_states, _ = own_hidden_states(engine, "dev", ablate, mode)
+    fit_y = np.array([e.label for e in engine.task.split("train")])
+    gold = np.array([e.label for e in engine.task.split("dev")])
+    probes = []
+    for layer in range(engine.model.num_layers + 1):
+        x_fit = np.stack([s[layer, 0] for s in fit_states]).astype(np.float64)
+        x_score = np.stack([s[layer, 0] for s in score_states]).astype(np.float64)
+        scaler = StandardScaler().fit(x_fit)
+        regression = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(x_fit), fit_y)
+        probes.append(float(np.mean(regression.predict(scaler.transform(x_score)) == gold)))
+    assert [row["probe"] for row in first["layers"]] == pytest.approx(probes)
+    assert len(set(probes)) > 1, "every layer decodes equally well: the check would not see a wrong layer"
+    assert first["n_probe_fit"] == len(fit_y) and first["probe_split"] == "train"
+
+
+def test_probe_without_train_fits_the_first_half_and_scores_the_second(tiny_model: LoadedModel,
+                                                                         tmp_path: Path) -> None:
+    engine = engine_for(tiny_model, tmp_path, make_task(dev=30, train=0))
+    result = layer_readouts(engine, [], "zero", "dev", 25)
+    assert result["n"] == 25 and result["n_probe_fit"] == 12 and result["n_probe_score"] == 13
+    assert result["probe_split"] == "dev"
+    states, _ = own_hidden_states(engine, "dev", [], "zero")
+    gold = np.array([e.label for e in engine.task.split("dev")])[:25]
+    layer = tiny_model.num_layers
+    x = np.stack([s[layer, 0] for s in states[:25]]).astype(np.float64)
+    scaler = StandardScaler().fit(x[:12])
+    predicted = LogisticRegression(C=1.0, max_iter=1000).fit(scaler.transform(x[:12]), gold[:12]).predict(
+        scaler.transform(x[12:]))
+    assert result["layers"][layer]["probe"] == pytest.approx(float(np.mean(predicted == gold[12:])))
+    with pytest.raises(Exception, match="at least 2 examples"):
+        layer_readouts(engine, [], "zero", "dev", 1)
+
+
+def test_layers_job_reports_progress_and_stops_between_chunks(engine: Engine) -> None:
+    seen: list[float] = []
+
+    def cancelled() -> bool:
+        return len(seen) >= 2
+
+    with pytest.raises(JobCancelled):
+        layer_readouts(engine, [], "zero", "dev", progress=seen.append, cancelled=cancelled)
+    assert len(seen) == 2 and 0 < seen[0] < seen[1] < 1
+    full: list[float] = []
+    layer_readouts(engine, [], "zero", "dev", progress=full.append)
+    assert full == sorted(full) and full[-1] == pytest.approx(1.0)
+
+
+def test_job_parameters_are_canonical_and_checked(engine: Engine) -> None:
+    params = runner.normalise_params(engine, "layers", "zero", None, None, ablate=[[2, 1], [0, 3], [2, 1]])
+    assert params["ablate"] == [[0, 3], [2, 1]] and params["split"] == "dev"
+    with pytest.raises(Exception, match="L9H0"):
+        runner.normalise_params(engine, "layers", "zero", None, None, ablate=[[9, 0]])
+    with pytest.raises(Exception, match="takes no ablate"):
+        runner.normalise_params(engine, "single-head", "zero", None, None, ablate=[[0, 0]])
+    rows = runner.result_rows({"layers": [{"layer": 0, "lens": 0.5, "probe": 0.6}]})
+    assert rows == [{"layer": 0, "lens": 0.5, "probe": 0.6}]
+
+
+def test_principal_components_against_the_covariance_eigendecomposition() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6)) + rng.normal(size=6) * 10
+    coordinates, explained, components = principal_components(x)
+    centred = x - x.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov(centred, rowvar=False))
+    order = np.argsort(values)[::-1]
+    np.testing.assert_allclose(explained, values[order[:2]] / values.sum(), rtol=1e-9)
+    for k in range(2):
+        expected = vectors[:, order[k]]
+        expected = expected if expected[np.argmax(np.abs(expected))] > 0 else -expected  # the sign rule
+        np.testing.assert_allclose(components[k], expected, atol=1e-9)
+        np.testing.assert_allclose(coordinates[:, k], centred @ expected, atol=1e-8)
+        assert components[k][np.argmax(np.abs(components[k]))] > 0
+    # flipping the data flips the raw SVD signs, never the reported ones
+    np.testing.assert_allclose(principal_components(-x)[2], components, atol=1e-9)
+    assert principal_components(x[:1])[1].tolist() == [0.0, 0.0]  # one example: no variance to share
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_representations_project_the_pooled_states_of_the_models_own_forward(pooling: str, engine: Engine,
+                                                                              tmp_path: Path) -> None:
+    ablate, mode, layer = [[0, 2], [1, 0]], "zero", 2
+    with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as client:
+        response = client.post("/api/representations", json={"layer": layer, "ablate": ablate, "mode": mode,
+                                                              "pooling": pooling, "limit": 20})
+        evaluated = client.post("/api/evaluate", json={"ablate": ablate, "mode": mode, "limit": 20}).json()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    states, own_logits = own_hidden_states(engine, "dev", ablate, mode)
+    pooled = np.stack([s[layer, 0] if pooling == "first" else s[layer].mean(axis=0) for s in states[:20]])
+    coordinates, explained, _ = principal_components(pooled)
+    assert body["explained"] == pytest.approx(explained.tolist(), rel=1e-4)
+    got = np.array([[p["x"], p["y"]] for p in body["points"]])
+    np.testing.assert_allclose(got, coordinates, atol=1e-3)
+    assert [p["id"] for p in body["points"]] == list(range(20))
+    assert [p["label"] for p in body["points"]] == [LABELS[e.label] for e in engine.task.split("dev")[:20]]
+    predicted = [LABELS[i] for i in own_logits[:20].argmax(-1)]
+    assert [p["predicted"] for p in body["points"]] == predicted
+    right = np.mean([p["predicted"] == p["label"] for p in body["points"]])
+    assert right == pytest.approx(evaluated["score"])
+    assert body["n"] == 20 and body["layer"] == layer and body["pooling"] == pooling and body["ablate"] == ablate
+
+
+def test_representations_unablated_uses_baseline_predictions(engine: Engine) -> None:
+    body = representations(engine, 1, "dev", 12)
+    baseline = engine.prepared("dev", 12).baseline_predictions
+    assert [p["predicted"] for p in body["points"]] == [LABELS[i] for i in baseline]
+    assert 0 < body["explained"][1] <= body["explained"][0] < 1
+
+
+@pytest.fixture
+def big_client(tiny_model: LoadedModel, tmp_path: Path) -> Iterator[TestClient]:
+    rows = [Example(i, "the movie was good", None, i % 2) for i in range(REPRESENTATIONS_CAP + 1)]
+    task = Task(name="big", labels=LABELS, metric="accuracy", splits={"dev": rows[:10], "train": rows})
+    engine = Engine(tiny_model, task, ResultStore(tmp_path / "results.sqlite"), batch_size=8)
+    with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"layer": 0, "split": "train"}, ["5001 examples", "at most 5000", "limit"]),
+    ({"layer": 0, "limit": 5001}, ["less than or equal to 5000", "5001"]),
+    ({"layer": 4}, ["unknown layer 4", "0", "3"]),
+    ({"layer": 0, "pooling": "max"}, ["pooling", "first", "mean"]),
+    ({"layer": 0, "ablate": [[0, 9]]}, ["L0H9"]),
+    ({"layer": 0, "split": "test"}, ["test", "dev"]),
+])
+def test_representations_bad_requests_are_422s_that_name_the_limit(big_client: TestClient, body: dict,
+                                                                   words: list[str]) -> None:
+    response = big_client.post("/api/representations", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    for word in words:
+        assert word in detail, f"{word!r} missing from {detail!r}"
+    assert big_client.get("/api/health").status_code == 200
+    # with a limit under the cap the same large split is served
+    if body.get("split") == "train":
+        ok = big_client.post("/api/representations", json={"layer": 0, "split": "train", "limit": 2})
+        assert ok.status_code == 200 and ok.json()["n"] == 2
