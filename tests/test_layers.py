@@ -178,6 +178,8 @@ def test_layers_job_reports_progress_and_stops_between_chunks(engine: Engine) ->
 def test_job_parameters_are_canonical_and_checked(engine: Engine) -> None:
     params = runner.normalise_params(engine, "layers", "zero", None, None, ablate=[[2, 1], [0, 3], [2, 1]])
     assert params["ablate"] == [[0, 3], [2, 1]] and params["split"] == "dev"
+    unablated = [runner.normalise_params(engine, "layers", mode, None, None) for mode in ("zero", "mean")]
+    assert unablated[0] == unablated[1] and unablated[0]["mode"] is None  # nothing disabled: one job
     with pytest.raises(Exception, match="L9H0"):
         runner.normalise_params(engine, "layers", "zero", None, None, ablate=[[9, 0]])
     with pytest.raises(Exception, match="takes no ablate"):

@@ -173,7 +173,8 @@ def layer_readouts(engine: Engine, ablate, mode: str = "zero", split: str | None
     return {
         "n": n, "metric": engine.task.metric, "n_probe_fit": len(fit_y),
         "n_probe_score": len(score_y), "probe_split": "train" if has_train else split,
-        "split": split, "mode": mode, "ablate": disabled.nonzero().tolist(), "layers": layers,
+        "split": split, "mode": mode if bool(disabled.any()) else None, "ablate": disabled.nonzero().tolist(),
+        "layers": layers,
     }
 
 

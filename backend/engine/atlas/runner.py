@@ -63,6 +63,8 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
         raise InputError(f"measure applies to the stats job only; {kind} reads the weights")
     if kind in MASKED_KINDS:
         params["ablate"] = engine.disabled_tensor(ablate).nonzero().tolist()  # sorted, no repeats
+        if not params["ablate"]:
+            params["mode"] = None  # nothing disabled: every mode is the same job
     elif ablate:
         raise InputError(f"job kind {kind!r} takes no ablate; kinds that run under a mask: {', '.join(MASKED_KINDS)}")
     if kind == "greedy":
