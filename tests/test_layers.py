@@ -119,6 +119,15 @@ def test_lens_at_the_last_layer_is_the_evaluate_score_through_http(mode: str, en
     assert result["ablate"] == sorted(ablate) and result["mode"] == mode
     assert fetched["params"]["ablate"] == sorted(ablate)
     assert result["n_probe_fit"] == min(PROBE_FIT_EXAMPLES, len(engine.task.split("train")))
+    # each number says how sure it is: a seeded paired bootstrap over the scored examples
+    gold = np.array([e.label for e in engine.task.split("dev")])
+    masked = engine.evaluate_many([ablate], mode, "dev", None)[0]
+    draws = np.random.default_rng(0).integers(0, len(gold), size=(1000, len(gold)))
+    expected = np.percentile((masked[draws] == gold[draws]).mean(axis=1), [2.5, 97.5])
+    assert result["layers"][-1]["lens_ci95"] == pytest.approx(expected.tolist())
+    for row in result["layers"]:
+        assert row["lens_ci95"][0] <= row["lens"] <= row["lens_ci95"][1]
+        assert row["probe_ci95"][0] <= row["probe"] <= row["probe_ci95"][1]
 
 
 def test_probe_is_the_standardised_logistic_regression_and_reproducible(engine: Engine, tmp_path: Path) -> None:

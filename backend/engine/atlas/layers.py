@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from headscope.engine import metrics
 from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
 from headscope.engine.engine import Engine
 from headscope.engine.errors import InputError
 from headscope.engine.evaluation import Batch
 from headscope.engine.interventions import AblationMode, Intervention, intervene
 from headscope.engine.model import LoadedModel
+from headscope.engine.significance import bootstrap_interval
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -132,6 +134,18 @@ def probe_predictions(fit_x: np.ndarray, fit_y: np.ndarray, score_x: np.ndarray)
     return probe.predict(score_x.astype(np.float64)), converged
 
 
+def metric_interval(engine: Engine, gold: np.ndarray, predicted: np.ndarray) -> list[float]:
+    """Paired-bootstrap 95 % interval of the task metric of `predicted` over resampled examples
+    (the significance module's resampler, seeded)."""
+    metric, num_labels = engine.task.metric, len(engine.model.labels)
+    size = metrics.label_count(num_labels, gold, predicted)
+
+    def statistic(indices: np.ndarray) -> np.ndarray:
+        return metrics.from_confusion(metric, metrics.confusion(gold[indices], predicted[indices], size), num_labels)
+
+    return bootstrap_interval(statistic, len(gold))
+
+
 def layer_readouts(engine: Engine, ablate, mode: str = "zero", split: str | None = None, limit: int | None = None,
                    progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> dict:
     """The `layers` job: lens and probe metric at every state 0..L under the mask (docs/api.md, "Layers")."""
@@ -163,10 +177,13 @@ def layer_readouts(engine: Engine, ablate, mode: str = "zero", split: str | None
     for layer in range(count):
         check_cancelled(cancelled)
         predicted, converged = probe_predictions(fit_x[layer], fit_y, score_x[layer])
+        lens = chosen.lens_logits[layer].argmax(axis=-1)
         layers.append({
             "layer": layer,
-            "lens": engine.score(chosen.lens_logits[layer].argmax(axis=-1), chosen.gold),
+            "lens": engine.score(lens, chosen.gold),
             "probe": engine.score(predicted, score_y),
+            "lens_ci95": metric_interval(engine, chosen.gold, lens),
+            "probe_ci95": metric_interval(engine, score_y, predicted),
             "probe_converged": converged,
         })
         progress(states_share + (1 - states_share) * (layer + 1) / count)

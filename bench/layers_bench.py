@@ -1,0 +1,120 @@
+"""Speed of the Layers analyses (issue 14) on the prepared default model, one run, figures in JSON.
+
+    HEADSCOPE_CACHE_DIR=~/.cache/headscope python -m bench.layers_bench --out bench/results/layers.json
+
+Figures (targets from the issue, on a 2-core CPU):
+- the `layers` job on the whole dev split through the job manager, on a fresh result store and a fresh
+  engine, so the dev split and the probe's 2,000 train examples are prepared inside the timing (<= 120 s);
+- the same job under a mask (all of layer 5 in zero mode), the splits already prepared;
+- one `POST /api/representations` on the unablated model, the split already prepared (<= 10 s), through
+  the app in process (request validation, the model gate, the PCA and the JSON included).
+The machine's load average before and after each figure is recorded: on a shared machine it says how
+busy the CPU was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.engine.atlas.jobs import JobManager
+from headscope.engine.default_model import METADATA_FILE, default_model_dir
+from headscope.engine.workspace import build_engine
+from headscope.settings import Settings
+
+from bench.benchmark import benchmark_cache_dir
+
+JOB_TARGET_S = 120.0
+REPRESENTATIONS_TARGET_S = 10.0
+
+
+def load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def timed_job(jobs: JobManager, **request: Any) -> dict[str, Any]:
+    before = load()
+    started = time.perf_counter()
+    job = jobs.submit("layers", **request)
+    done = jobs.wait(job.id, timeout=3600)
+    elapsed = time.perf_counter() - started
+    if done.state != "done":
+        raise SystemExit(f"layers job {request} ended {done.state}: {done.error}")
+    return {"request": request, "seconds": round(elapsed, 2), "load_before": before, "load_after": load(),
+            "result": done.result}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    source = Settings().cache_dir if args.cache_dir is None else args.cache_dir
+    if not (default_model_dir(source) / METADATA_FILE).is_file():
+        raise SystemExit(f"no prepared default model under {source}; run `headscope prepare` first")
+    with tempfile.TemporaryDirectory(prefix="headscope-layers-bench-") as scratch:
+        settings = Settings(cache_dir=benchmark_cache_dir(source, Path(scratch) / "cache"), model=None,
+                            task="rt-snippets")
+        engine = build_engine(settings)
+        jobs = JobManager(engine)
+        try:
+            cold = timed_job(jobs, mode="zero", split=args.split, limit=args.limit)
+            last_layer = [[engine.model.num_layers - 1, h] for h in range(engine.model.num_heads)]
+            masked = timed_job(jobs, mode="zero", split=args.split, limit=args.limit, ablate=last_layer)
+        finally:
+            jobs.close()
+        body = {"layer": args.layer, "split": args.split, "limit": args.limit, "pooling": "first"}
+        with TestClient(create_app(settings, engine=engine)) as client:
+            before = load()
+            started = time.perf_counter()
+            response = client.post("/api/representations", json=body)
+            seconds = time.perf_counter() - started
+        if response.status_code != 200:
+            raise SystemExit(f"representations: {response.status_code} {response.text}")
+        answer = response.json()
+        representations = {"request": body, "seconds": round(seconds, 2), "load_before": before,
+                           "load_after": load(), "n": answer["n"], "explained": answer["explained"]}
+    checks = [
+        {"figure": "layers job, dev, fresh engine and store (preparation included)", "seconds": cold["seconds"],
+         "target_s": JOB_TARGET_S, "pass": cold["seconds"] <= JOB_TARGET_S},
+        {"figure": "layers job, dev, all of the last layer off (zero), splits prepared",
+         "seconds": masked["seconds"], "target_s": JOB_TARGET_S, "pass": masked["seconds"] <= JOB_TARGET_S},
+        {"figure": f"POST /api/representations, layer {args.layer}, unablated, split prepared",
+         "seconds": representations["seconds"], "target_s": REPRESENTATIONS_TARGET_S,
+         "pass": representations["seconds"] <= REPRESENTATIONS_TARGET_S},
+    ]
+    return {"command": "python -m bench.layers_bench " + " ".join(sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": str(engine.model.device), "checks": checks, "layers_job": cold, "layers_job_masked": masked,
+            "representations": representations}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/layers.json"))
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where the prepared default model is (default: HEADSCOPE_CACHE_DIR or ~/.cache/headscope)")
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--layer", type=int, default=3, help="the state the representations request projects")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    for check in result["checks"]:
+        verdict = "PASS" if check["pass"] else "FAIL"
+        print(f"{check['figure']}: {check['seconds']:.1f} s (target <= {check['target_s']:.0f} s) {verdict}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
