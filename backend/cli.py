@@ -13,8 +13,19 @@ from headscope.settings import Settings
 app = typer.Typer(no_args_is_help=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"headscope {version('headscope')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the installed version and exit.")] = False,
+) -> None:
     """headscope: look inside a BERT classifier's attention heads."""
 
 

@@ -123,8 +123,8 @@ def plain_forward(engine: Engine, split: str, limit: int | None) -> None:
     outputs = []
     with torch.inference_mode():
         for batch in prepared.batches:
-            hidden = model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.additive)
-            outputs.append(model.classify(hidden))
+            hidden = model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.attention_mask)
+            outputs.append(model.classify(hidden, batch.attention_mask))
     torch.cat(outputs).float().cpu()
 
 

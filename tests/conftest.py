@@ -13,11 +13,17 @@ from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Example, Task
 from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     BertTokenizerFast,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
     ElectraConfig,
     ElectraForSequenceClassification,
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
@@ -40,14 +46,18 @@ def _save_tokenizer(directory: Path) -> BertTokenizerFast:
     return tokenizer
 
 
-def _fit(model, tokenizer, steps: int, seed: int) -> None:
+NO_SEGMENTS = ("distilbert", "modernbert")  # families whose models take no token_type_ids
+KINDS = ("bert", "roberta", "electra", "distilbert", "albert", "modernbert")
+
+
+def _fit(model, tokenizer, steps: int, seed: int, segments: bool = True) -> None:
     """A few optimiser steps on the toy sentiment rule, so predictions vary and ablations flip some."""
     rows = make_sentences(256, seed=seed + 100)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
         chunk = rows[(step * 32) % 256:(step * 32) % 256 + 32]
-        batch = tokenizer([t for t, _ in chunk], padding=True, return_tensors="pt")
+        batch = tokenizer([t for t, _ in chunk], padding=True, return_tensors="pt", return_token_type_ids=segments)
         loss = model(**batch, labels=torch.tensor([y for _, y in chunk])).loss
         optimiser.zero_grad()
         loss.backward()
@@ -57,7 +67,10 @@ def _fit(model, tokenizer, steps: int, seed: int) -> None:
 
 def build_model_dir(directory: Path, kind: str = "bert", seed: int = 0, train_steps: int = 40,
                     **overrides) -> Path:
-    """Save a tiny classifier of `kind` (bert, roberta, electra), briefly trained, to `directory`."""
+    """Save a tiny classifier of `kind` (one of :data:`KINDS`), briefly trained, to `directory`.
+
+    ModernBERT: layers 0 and 2 global, layer 1 local with a window of 4 tokens either side; its head
+    pools the mean over real tokens unless ``classifier_pooling="cls"`` is passed."""
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = _save_tokenizer(directory)
     torch.manual_seed(seed)
@@ -68,9 +81,27 @@ def build_model_dir(directory: Path, kind: str = "bert", seed: int = 0, train_st
         model = RobertaForSequenceClassification(RobertaConfig(pad_token_id=0, **settings))
     elif kind == "electra":
         model = ElectraForSequenceClassification(ElectraConfig(embedding_size=16, **settings))
+    elif kind == "albert":
+        model = AlbertForSequenceClassification(AlbertConfig(embedding_size=16, pad_token_id=0,
+                                                             classifier_dropout_prob=0.1, **settings))
+    elif kind == "distilbert":
+        model = DistilBertForSequenceClassification(DistilBertConfig(
+            vocab_size=settings["vocab_size"], dim=settings["hidden_size"], n_layers=settings["num_hidden_layers"],
+            n_heads=settings["num_attention_heads"], hidden_dim=settings["intermediate_size"],
+            max_position_embeddings=settings["max_position_embeddings"], dropout=0.1, attention_dropout=0.1,
+            pad_token_id=0, id2label=settings["id2label"], label2id=settings["label2id"]))
+    elif kind == "modernbert":
+        keep = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "max_position_embeddings", "id2label", "label2id")
+        config = {k: settings[k] for k in keep} | {
+            "global_attn_every_n_layers": 2, "local_attention": 8, "classifier_pooling": "mean",
+            "pad_token_id": 0, "cls_token_id": 2, "sep_token_id": 3, "bos_token_id": 2, "eos_token_id": 3,
+            "attention_dropout": 0.1, "mlp_dropout": 0.1, "embedding_dropout": 0.1,
+        } | {k: v for k, v in overrides.items() if k not in keep}
+        model = ModernBertForSequenceClassification(ModernBertConfig(**config))
     else:
         raise ValueError(kind)
-    _fit(model, tokenizer, train_steps, seed)
+    _fit(model, tokenizer, train_steps, seed, segments=kind not in NO_SEGMENTS)
     model.save_pretrained(directory, safe_serialization=True)
     return directory
 

@@ -56,3 +56,11 @@ def test_bad_arguments_are_one_clear_line(tiny_model_dir: Path, tmp_path: Path, 
     missing = runner.invoke(app, ["serve", "--model", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
     assert "Traceback" not in missing.output
+
+
+def test_version_answers_with_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"headscope {version('headscope')}"

@@ -26,7 +26,7 @@ def reference_model(directory: Path):
 def headscope_logits(model: LoadedModel, batch: dict, intervention: Intervention | None = None) -> torch.Tensor:
     with torch.inference_mode(), intervene(intervention or Intervention()):
         hidden = model.embed(batch["input_ids"], batch["token_type_ids"])
-        return model.classify(model.run_layers(hidden, model.additive_mask(batch["attention_mask"])))
+        return model.classify(model.run_layers(hidden, batch["attention_mask"]), batch["attention_mask"])
 
 
 def with_output_prehook(reference, layer: int, head: int, head_dim: int, replace):

@@ -202,7 +202,7 @@ class Engine:
                                         capture_weights=True, capture_values=True)
             with torch.inference_mode(), intervene(intervention):
                 hidden = self.model.embed(ids, types)
-                logits = self.model.classify(self.model.run_layers(hidden, self.model.additive_mask(mask)))
+                logits = self.model.classify(self.model.run_layers(hidden, mask), mask)
             weights = torch.stack([intervention.weights[i][0] for i in range(self.model.num_layers)]).float()
             if self.model.dtype != torch.float32:
                 # half-precision weights are rounded (rows off 1 by up to ~1e-3 in float16, ~1e-2 in

@@ -8,7 +8,8 @@ Several masks can share one forward pass: the batch is repeated once per mask, a
 gives each copy its own row of ``disabled``.
 
 Speed (issue 6): masks are grouped by restart layer so a pass never recomputes layers one of its masks
-did not need; the last layer is computed only as far as the classifier reads it (the first token);
+did not need; the last layer is computed only as far as the classifier reads it (the first token, for
+the families whose head reads only that: :meth:`LoadedModel.logits_from`);
 on CUDA, kept layer inputs that do not fit the device wait in pinned host memory, logits stay on the
 device until the end, and passes are sized from the device's free memory.
 """
@@ -31,8 +32,7 @@ class Batch:
     positions: np.ndarray
     input_ids: torch.Tensor  # [batch, seq]
     attention_mask: torch.Tensor  # [batch, seq] 1 = real token
-    token_type_ids: torch.Tensor  # [batch, seq]
-    additive: torch.Tensor  # [batch, 1, 1, seq]
+    token_type_ids: torch.Tensor  # [batch, seq] segments (the adapter passes them on where the model takes them)
     layer_inputs: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, seq, hidden]
 
     @property
@@ -93,21 +93,6 @@ def rows_per_pass_for(model: LoadedModel, prepared: PreparedSplit) -> int:
     return int(max(1, min(CUDA_MAX_ROWS_PER_PASS, free * CUDA_MEMORY_FRACTION // per_row)))
 
 
-def _final_logits(model: LoadedModel, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-    """Layers ``start..`` and the classifier. Every supported classifier reads only the first token of
-    the last layer, so that layer's output projection and feed-forward run for that token alone (its
-    attention still sees every token); about a sixth less work on a 6-layer model."""
-    last = model.num_layers - 1
-    hidden = model.run_layers(hidden, mask, start=start, stop=last)
-    layer = model.layers[last]
-    attention = getattr(layer, "attention", None)
-    if not (hasattr(attention, "self") and hasattr(attention, "output") and hasattr(layer, "feed_forward_chunk")):
-        return model.classify(model.run_layers(hidden, mask, start=last))  # an unfamiliar layer: run it whole
-    context, _ = attention.self(hidden, attention_mask=mask)  # [batch, seq, hidden]: the intervention acts here
-    first = attention.output(context[:, :1], hidden[:, :1])
-    return model.classify(layer.feed_forward_chunk(first))
-
-
 def _stash(hidden: torch.Tensor, on_device: bool) -> torch.Tensor:
     """Keep a layer input on its device, or in pinned host memory so copying it back can overlap work."""
     if on_device or hidden.device.type != "cuda":
@@ -148,7 +133,7 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
         positions = order[start:start + batch_size]
         encoded = model.encode_batch([texts[i] for i in positions], [pairs[i] for i in positions])
         encoded = {k: v.to(model.device, non_blocking=True) for k, v in encoded.items()}
-        batch = Batch(positions=positions, additive=model.additive_mask(encoded["attention_mask"]), **encoded)
+        batch = Batch(positions=positions, **encoded)
 
         def keep(layer: int, hidden: torch.Tensor, batch: Batch = batch) -> None:
             nonlocal on_device_bytes
@@ -159,10 +144,10 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
                 batch.layer_inputs[layer] = _stash(hidden, fits)
 
         with torch.inference_mode():
-            hidden = model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.additive,
+            hidden = model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.attention_mask,
                                       stop=model.num_layers - 1, keep=keep)
             keep(model.num_layers - 1, hidden)
-            batch_logits.append(_final_logits(model, hidden, batch.additive, model.num_layers - 1).float())
+            batch_logits.append(model.logits_from(hidden, batch.attention_mask, model.num_layers - 1).float())
         batches.append(batch)
     logits = np.zeros((len(examples), model.config.num_labels), dtype=np.float32)
     if batches:  # one device-to-host copy for the whole split
@@ -216,9 +201,9 @@ def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.T
                     rows = disabled[index].repeat_interleave(batch.size, 0)
                     if copies > 1:
                         hidden = hidden.repeat(copies, 1, 1)
-                    additive = batch.additive.repeat(copies, 1, 1, 1) if copies > 1 else batch.additive
+                    mask = batch.attention_mask.repeat(copies, 1) if copies > 1 else batch.attention_mask
                     with intervene(Intervention(disabled=rows, mode=mode, means=means)):
-                        logits = _final_logits(model, hidden, additive, start)
+                        logits = model.logits_from(hidden, mask, start)
                     out[index[:, None], positions[None, :]] = logits.float().view(copies, batch.size, -1)
     result = out.cpu().numpy()  # one device-to-host copy for every mask
     result[first >= model.num_layers] = prepared.baseline_logits  # nothing disabled: the baseline is the answer
@@ -239,7 +224,7 @@ def head_output_means(model: LoadedModel, examples: list[Example], batch_size: i
             intervention = Intervention(capture_outputs=True)
             with intervene(intervention):
                 hidden = model.embed(encoded["input_ids"], encoded["token_type_ids"])
-                model.run_layers(hidden, model.additive_mask(encoded["attention_mask"]))
+                model.run_layers(hidden, encoded["attention_mask"])
             for layer, output in intervention.outputs.items():  # [batch, heads, query, head_dim]
                 sums[layer] += (output.to(torch.float64) * real).sum(dim=(0, 2))  # summed where it lives
     return (sums / max(tokens, 1)).to(torch.float32).cpu()

@@ -21,11 +21,18 @@ Named points, with shapes:
 - ``gates``     ``[layers, heads]``  optional multiplicative gate on each head's output (1 = untouched),
   used for Michel et al.'s importance score, d loss / d gate
 
+Which layer a call belongs to is not read from the module (DistilBERT's and ALBERT's attention modules
+carry no ``layer_idx``, and ALBERT runs one module as every layer): a layer count in a second
+``ContextVar`` says it. :func:`at_layer` sets it for one layer (the engine's layer-by-layer runs), and
+:func:`count_layers` numbers the calls of a model's own forward in order (installed once per model by
+its adapter, :mod:`headscope.engine.adapters`).
+
 Ablation modes (docs/api.md, "Ablation modes"):
 
 - ``zero``: the head's output is 0 (Michel et al. 2019; what transformers 4's head-mask argument did).
 - ``uniform``: the head's weights are 1/L over the L real tokens (Kovaleva et al. 2019), so its output is
-  the mean of its value vectors over those tokens.
+  the mean of its value vectors over those tokens; where a query may attend only some keys (ModernBERT's
+  local layers), query i gets 1/L_i over the L_i real keys it may attend.
 - ``mean``: the head's output at every position is its mean output over the reference split.
 """
 
@@ -77,6 +84,57 @@ class Intervention:
 _current: ContextVar[Intervention | None] = ContextVar("headscope_intervention", default=None)
 
 
+class _LayerCount:
+    """The layer number of the next attention call; each call takes it and moves it on by one."""
+
+    __slots__ = ("next", "previous")
+
+    def __init__(self, start: int, previous: _LayerCount | None) -> None:
+        self.next = start
+        self.previous = previous
+
+
+_layer: ContextVar[_LayerCount | None] = ContextVar("headscope_layer", default=None)
+
+
+@contextlib.contextmanager
+def at_layer(index: int) -> Iterator[None]:
+    """Number the attention calls inside the block from `index` (one layer run by the engine)."""
+    token = _layer.set(_LayerCount(index, _layer.get()))
+    try:
+        yield
+    finally:
+        _layer.reset(token)
+
+
+def count_layers(encoder: torch.nn.Module) -> None:
+    """Number the attention calls of every forward of `encoder` from 0, in call order (its layers run in
+    order, one attention call each). Hooks installed once; the count itself lives in the context."""
+
+    def start(_module: torch.nn.Module, _args: object) -> None:
+        _layer.set(_LayerCount(0, _layer.get()))
+
+    def stop(_module: torch.nn.Module, _args: object, _output: object) -> None:
+        count = _layer.get()
+        _layer.set(count.previous if count is not None else None)
+
+    encoder.register_forward_pre_hook(start)
+    encoder.register_forward_hook(stop, always_call=True)
+
+
+def _layer_of(module: torch.nn.Module) -> int:
+    count = _layer.get()
+    if count is not None:
+        layer = count.next
+        count.next += 1
+        return layer
+    layer = getattr(module, "layer_idx", None)
+    if layer is None:
+        raise RuntimeError("attention called outside a counted forward: run layers through the engine "
+                           "(LoadedModel.run_layers) or the model's own forward")
+    return layer
+
+
 @contextlib.contextmanager
 def intervene(intervention: Intervention) -> Iterator[Intervention]:
     """Make `intervention` apply to every forward pass run by this thread/task inside the block."""
@@ -87,15 +145,15 @@ def intervene(intervention: Intervention) -> Iterator[Intervention]:
         _current.reset(token)
 
 
-def _real_keys(attention_mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    """Bool ``[batch, 1, 1, key]``: True where the key is a real (non-padding) token."""
+def _allowed_keys(attention_mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Bool ``[batch, 1, query | 1, key]``: True where the query may attend the key (a real token, and
+    inside the query's window where the layer has one)."""
     batch, _, _, keys = like.shape
     if attention_mask is None:
         return torch.ones(batch, 1, 1, keys, dtype=torch.bool, device=like.device)
-    row = attention_mask[:, :, -1:, :]  # padding is masked identically for every query
-    if row.dtype == torch.bool:
-        return row
-    return row > torch.finfo(row.dtype).min / 2
+    if attention_mask.dtype == torch.bool:
+        return attention_mask
+    return attention_mask > torch.finfo(attention_mask.dtype).min / 2
 
 
 def headscope_attention(
@@ -122,13 +180,14 @@ def headscope_attention(
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
 
     intervention = _current.get()
-    layer: int = module.layer_idx
+    layer = _layer_of(module)
     ablated = intervention is not None and layer in intervention._ablated_layers
     if ablated:
         disabled = intervention.disabled[:, layer, :, None, None]  # [batch | 1, heads, 1, 1]
         if intervention.mode == "uniform":
-            real = _real_keys(attention_mask, weights).to(weights.dtype)
-            uniform = real / real.sum(dim=-1, keepdim=True)
+            allowed = _allowed_keys(attention_mask, weights).to(weights.dtype)
+            # a padding query whose window holds no real key gets a zero row, never 0/0
+            uniform = allowed / allowed.sum(dim=-1, keepdim=True).clamp_min(1.0)
             weights = torch.where(disabled, uniform, weights)
 
     output = torch.matmul(weights, value)  # [batch, heads, query, head_dim]

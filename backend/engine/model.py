@@ -3,7 +3,8 @@
 Loading: safetensors only, no remote code, attention fixed at load time to headscope's own
 (:mod:`headscope.engine.interventions`). Running: :meth:`LoadedModel.embed`, :meth:`LoadedModel.run_layers`
 and :meth:`LoadedModel.classify` split the forward pass so that evaluation can restart from the hidden
-states entering any layer (the layer cache).
+states entering any layer (the layer cache). Everything family-specific is the family's adapter's
+(:mod:`headscope.engine.adapters`).
 """
 
 from __future__ import annotations
@@ -11,44 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from headscope.engine.adapters import Adapter, adapter_for
 from headscope.engine.errors import InputError, ModelLoadError
-from headscope.engine.interventions import ATTN_IMPLEMENTATION
+from headscope.engine.interventions import ATTN_IMPLEMENTATION, at_layer
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 log = logging.getLogger(__name__)
 
 PICKLED_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-
-
-def _bert_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
-    pooled = model.bert.pooler(hidden) if model.bert.pooler is not None else hidden[:, 0]
-    return model.classifier(model.dropout(pooled))
-
-
-def _sequence_head(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
-    return model.classifier(hidden)
-
-
-@dataclass(frozen=True)
-class Family:
-    """Where one architecture keeps its encoder, and how its classifier reads the last hidden states."""
-
-    base: str
-    head: Callable[[PreTrainedModel, torch.Tensor], torch.Tensor]
-
-
-FAMILIES: dict[str, Family] = {
-    "BertForSequenceClassification": Family("bert", _bert_head),
-    "RobertaForSequenceClassification": Family("roberta", _sequence_head),
-    "XLMRobertaForSequenceClassification": Family("roberta", _sequence_head),
-    "CamembertForSequenceClassification": Family("roberta", _sequence_head),
-    "ElectraForSequenceClassification": Family("electra", _sequence_head),
-}
 
 
 def pick_device(requested: str | None) -> torch.device:
@@ -116,9 +92,13 @@ class LoadedModel:
     tokenizer: object
     name: str
     architecture: str
-    family: Family
+    adapter: Adapter
     fingerprint: str
     max_tokens: int
+    layers: list[torch.nn.Module] = field(init=False, repr=False)  # one module per layer number
+
+    def __post_init__(self) -> None:
+        self.layers = self.adapter.layers(self.base)
 
     @property
     def config(self):
@@ -126,7 +106,7 @@ class LoadedModel:
 
     @property
     def num_layers(self) -> int:
-        return self.config.num_hidden_layers
+        return len(self.layers)
 
     @property
     def num_heads(self) -> int:
@@ -151,11 +131,13 @@ class LoadedModel:
 
     @property
     def base(self) -> torch.nn.Module:
-        return getattr(self.model, self.family.base)
+        """The encoder inside the classifier (``BertModel``, ``DistilBertModel``...)."""
+        return self.adapter.encoder(self.model)
 
-    @property
-    def layers(self) -> torch.nn.ModuleList:
-        return self.base.encoder.layer
+    def output_projection(self, layer: int) -> torch.nn.Linear:
+        """Layer `layer`'s attention output projection W_O (PyTorch ``[out, in]``; head h reads in-columns
+        ``[h*head_dim, (h+1)*head_dim)``)."""
+        return self.adapter.output_projection(self.layers[layer])
 
     def describe(self) -> dict:
         return {
@@ -173,56 +155,78 @@ class LoadedModel:
 
     # -- tokenising ----------------------------------------------------------------------------
     def encode_one(self, text: str, text_pair: str | None = None) -> dict[str, list[int]]:
-        """Encode an interactive input; longer than `max_tokens` is an error that names both numbers."""
+        """Encode an interactive input; longer than `max_tokens` is an error that names both numbers.
+        ``token_type_ids`` are the tokens' segments (0/1), whether or not the model reads them."""
         if not text or not text.strip():
             raise InputError("text is empty; give at least one non-space character")
         if text_pair is not None and not text_pair.strip():
             text_pair = None
-        encoded = self.tokenizer(text, text_pair, truncation=False, return_token_type_ids=True)
+        encoded = dict(self.tokenizer(text, text_pair, truncation=False, return_token_type_ids=True))
         count = len(encoded["input_ids"])
         if count > self.max_tokens:
             raise InputError(
                 f"input is {count} tokens long (special tokens and both segments counted); "
                 f"the limit is max_tokens={self.max_tokens}"
             )
-        return dict(encoded)
+        encoded.setdefault("token_type_ids", [0] * count)
+        return encoded
 
     def encode_batch(self, texts: list[str], pairs: list[str | None]) -> dict[str, torch.Tensor]:
-        """Encode task examples, truncated to `max_tokens` as GLUE practice does, padded to the longest."""
+        """Encode task examples, truncated to `max_tokens` as GLUE practice does, padded to the longest.
+        ``token_type_ids`` are the segments (zeros where the tokenizer has none): see :meth:`inputs`."""
         if any(p is not None for p in pairs):
             batch = self.tokenizer(texts, [p or "" for p in pairs], truncation=True, max_length=self.max_tokens,
                                    padding=True, return_tensors="pt", return_token_type_ids=True)
         else:
             batch = self.tokenizer(texts, truncation=True, max_length=self.max_tokens, padding=True,
                                    return_tensors="pt", return_token_type_ids=True)
-        return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        types = batch.get("token_type_ids")
+        return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                "token_type_ids": types if types is not None else torch.zeros_like(batch["input_ids"])}
+
+    def inputs(self, encoded: dict) -> dict:
+        """The keyword arguments the model's own forward takes from an encoding (DistilBERT and ModernBERT
+        take no ``token_type_ids``)."""
+        keys = ("input_ids", "attention_mask", "token_type_ids") if self.adapter.takes_token_type_ids \
+            else ("input_ids", "attention_mask")
+        return {k: encoded[k] for k in keys if k in encoded}
 
     # -- running, layer by layer ---------------------------------------------------------------
-    def additive_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``[batch, key]`` 0/1 -> ``[batch, 1, 1, key]`` additive mask in the model's dtype."""
-        mask = attention_mask[:, None, None, :].to(self.dtype)
-        return (1.0 - mask) * torch.finfo(self.dtype).min
-
-    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Token ids -> hidden states entering layer 0, ``[batch, seq, hidden]``."""
-        hidden = self.base.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        project = getattr(self.base, "embeddings_project", None)
-        return project(hidden) if project is not None else hidden
+        return self.adapter.embed(self.base, input_ids, token_type_ids)
 
-    def run_layers(self, hidden: torch.Tensor, mask: torch.Tensor, start: int = 0, stop: int | None = None,
+    def run_layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int = 0, stop: int | None = None,
                    keep: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-        """Run layers ``start..stop-1`` on the hidden states entering `start`; `keep(l, h)` sees each input."""
+        """Run layers ``start..stop-1`` on the hidden states entering `start`; `keep(l, h)` sees each input.
+
+        `attention_mask` is the 0/1 ``[batch, key]`` padding mask (1 = real token); the adapter turns it
+        into what the layers take.
+        """
+        inputs = self.adapter.layer_inputs(self.base, hidden, attention_mask)
         for index in range(start, self.num_layers if stop is None else stop):
             if keep is not None:
                 keep(index, hidden)
-            hidden = self.layers[index](hidden, attention_mask=mask)
-            if isinstance(hidden, tuple):  # older layer signatures return tuples
-                hidden = hidden[0]
+            with at_layer(index):
+                hidden = self.adapter.run_layer(self.layers[index], hidden, inputs(index))
         return hidden
 
-    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Last hidden states ``[batch, seq, hidden]`` -> logits ``[batch, labels]``."""
-        return self.family.head(self.model, hidden)
+    def logits_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Layers ``start..`` and the head. Where the head reads only the first token, the last layer runs
+        only as far as it reads (its attention still sees every token)."""
+        last = self.num_layers - 1
+        if start > last or not self.adapter.reads_first_token_only(self.config):
+            return self.classify(self.run_layers(hidden, attention_mask, start=start), attention_mask)
+        hidden = self.run_layers(hidden, attention_mask, start=start, stop=last)
+        inputs = self.adapter.layer_inputs(self.base, hidden, attention_mask)
+        with at_layer(last):
+            first = self.adapter.run_last_layer(self.layers[last], hidden, inputs(last))
+        return self.classify(first, attention_mask[:, :1])
+
+    def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Last hidden states ``[batch, seq, hidden]`` -> logits ``[batch, labels]``, as the model's own head
+        reads them (`attention_mask` 0/1 for heads that pool over real tokens; None = all real)."""
+        return self.adapter.head(self.model, hidden, attention_mask)
 
 
 def load_model(source: str | Path, *, device: str | None = None, dtype: str = "auto",
@@ -235,10 +239,10 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
     except Exception as exc:
         raise ModelLoadError(f"cannot read {directory / 'config.json'}: {exc}") from None
     architecture = (config.architectures or ["<none>"])[0]
-    if architecture not in FAMILIES:
-        raise ModelLoadError(
-            f"architecture {architecture!r} is not supported; headscope supports {', '.join(FAMILIES)}"
-        )
+    try:
+        adapter = adapter_for(architecture)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(dtype, torch_device)
     try:
@@ -252,15 +256,11 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
     if type(model).__name__ != architecture:
         raise ModelLoadError(f"{directory} declares {architecture} but loads as {type(model).__name__}")
     model.to(torch_device).eval().requires_grad_(False)
-    for index, layer in enumerate(getattr(model, FAMILIES[architecture].base).encoder.layer):
-        layer.attention.self.layer_idx = index  # the intervention point keys on it
-    positions = getattr(config, "max_position_embeddings", max_tokens)
-    if FAMILIES[architecture].base == "roberta":
-        positions -= 2  # RoBERTa-style positions start after the padding index
+    adapter.install(adapter.encoder(model))
     return LoadedModel(
         model=model, tokenizer=tokenizer, architecture=architecture,
         name=name or (directory.name if Path(source).expanduser().is_dir() else str(source)),  # no server paths
-        family=FAMILIES[architecture], fingerprint=_fingerprint(directory),
-        max_tokens=min(max_tokens, positions),
+        adapter=adapter, fingerprint=_fingerprint(directory),
+        max_tokens=min(max_tokens, adapter.max_positions(config)),
     )
 

@@ -57,7 +57,7 @@ def split_maps(engine: Engine, split: str | None, limit: int | None, progress: P
         intervention = Intervention(capture_weights=True, capture_values=measure == "norm")
         with engine.lock, torch.inference_mode(), intervene(intervention):
             hidden = model.embed(batch.input_ids, batch.token_type_ids)
-            model.run_layers(hidden, batch.additive)
+            model.run_layers(hidden, batch.attention_mask)
             weights = torch.stack([intervention.weights[i] for i in range(model.num_layers)], dim=1).float()
             if measure == "norm":  # [batch, layers, heads, key] norms scale each key's column
                 weights = weights * engine.value_norms(intervention.values)[:, :, :, None, :]

@@ -50,7 +50,7 @@ def raw_importance(engine: Engine, split: str | None, limit: int | None, *, mode
                 mask = batch.attention_mask[row:row + 1, :length]
                 with intervene(intervention):
                     hidden = model.embed(ids, types)
-                    logits = model.classify(model.run_layers(hidden, model.additive_mask(mask)))
+                    logits = model.classify(model.run_layers(hidden, mask), mask)
                 loss = torch.nn.functional.cross_entropy(logits, gold[row:row + 1])
                 (grad,) = torch.autograd.grad(loss, gate)
                 total += grad.abs().double().cpu().numpy()

@@ -52,9 +52,12 @@ def load_base_encoder(source: str | Path, engine: Engine) -> torch.nn.Module:
             f"base model has {config.num_hidden_layers} layers x {config.num_attention_heads} heads, the model "
             f"{engine.model.num_layers} x {engine.model.num_heads}: they cannot be compared head by head"
         )
+    expected = type(engine.model.base).__name__
+    if type(encoder).__name__ != expected:
+        raise InputError(f"base model loads as {type(encoder).__name__}, the model's encoder is {expected}: "
+                         "give the pre-trained model of the same family")
     encoder.to(engine.model.device).eval().requires_grad_(False)
-    for index, layer in enumerate(encoder.encoder.layer):
-        layer.attention.self.layer_idx = index  # the intervention point keys on it
+    engine.model.adapter.install(encoder)  # numbers its attention calls, as for the classifier
     return encoder
 
 
@@ -80,10 +83,9 @@ def attention_similarity(engine: Engine, base_source: str | None, split: str | N
     for batch in prepared.batches:
         check_cancelled(cancelled)
         with engine.lock:
-            tuned = _maps(lambda b=batch: model.run_layers(model.embed(b.input_ids, b.token_type_ids), b.additive),
-                          model.num_layers)
-            base = _maps(lambda b=batch: encoder(input_ids=b.input_ids, attention_mask=b.attention_mask,
-                                                 token_type_ids=b.token_type_ids), model.num_layers)
+            tuned = _maps(lambda b=batch: model.run_layers(model.embed(b.input_ids, b.token_type_ids),
+                                                           b.attention_mask), model.num_layers)
+            base = _maps(lambda b=batch: encoder(**model.inputs(vars(b))), model.num_layers)
         real = batch.attention_mask.to(torch.float64)
         cell = (real[:, :, None] * real[:, None, :])[:, None, None]  # padding cells left out
         dot = (tuned * base * cell).sum(dim=(-1, -2))
