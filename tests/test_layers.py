@@ -69,7 +69,7 @@ def own_hidden_states(engine: Engine, split: str, ablate, mode: str) -> tuple[li
 def family_head(model: LoadedModel, states: torch.Tensor) -> torch.Tensor:
     """The classification head of each family written out from transformers' modules."""
     hf = model.model
-    if model.family.base == "bert":
+    if model.adapter.prefix == "bert":
         return hf.classifier(hf.bert.pooler(states))
     return hf.classifier(states)  # RoBERTa's and ELECTRA's heads read the first token themselves
 

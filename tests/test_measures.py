@@ -57,7 +57,7 @@ def layer_inputs(engine: Engine, ablate: list[list[int]], mode: str) -> list[tor
     inputs: list[torch.Tensor] = []
     with torch.inference_mode(), intervene(Intervention(disabled=disabled, mode=mode, means=means)):
         hidden = model.embed(ids, types)
-        model.run_layers(hidden, model.additive_mask(torch.ones_like(ids)), keep=lambda _, h: inputs.append(h[0]))
+        model.run_layers(hidden, torch.ones_like(ids), keep=lambda _, h: inputs.append(h[0]))
     return inputs
 
 

@@ -66,5 +66,5 @@ def rollout(weights: np.ndarray, disabled: np.ndarray, mode: str) -> np.ndarray:
 
 def output_projection(model, layer: int) -> torch.Tensor:
     """Layer `layer`'s attention output projection weight W_O, ``[hidden, heads * d]`` (PyTorch's
-    [out, in] layout). BERT, RoBERTa and ELECTRA keep it at ``attention.output.dense``."""
-    return model.layers[layer].attention.output.dense.weight
+    [out, in] layout), wherever the model's family keeps it (its adapter knows)."""
+    return model.output_projection(layer).weight

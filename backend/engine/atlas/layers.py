@@ -40,7 +40,7 @@ def head_logits(model: LoadedModel, states: torch.Tensor, attention_mask: torch.
 
     The one family-specific step of this module: which norm, pooling and pooler the head applies.
     """
-    return model.classify(states)
+    return model.classify(states, attention_mask)
 
 
 def pool(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -74,7 +74,7 @@ def batch_states(model: LoadedModel, batch: Batch, disabled: torch.Tensor, mode:
     intervention = Intervention(disabled=disabled[None].to(model.device), mode=mode, means=means)
     with intervene(intervention):
         for layer in range(len(states) - 1, upto):
-            states.append(model.run_layers(states[-1], batch.additive, start=layer, stop=layer + 1))
+            states.append(model.run_layers(states[-1], batch.attention_mask, start=layer, stop=layer + 1))
     return states[:upto + 1]
 
 
