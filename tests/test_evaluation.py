@@ -150,3 +150,22 @@ def test_examples_page_carries_gold_and_prediction(engine: Engine) -> None:
     assert [i["predicted"] for i in items] == [engine.model.labels[p] for p in baseline[5:8]]
     total, train = engine.examples("train", 0, 4)
     assert total == 30 and len(train) == 4 and all(i["predicted"] in engine.model.labels for i in train)
+
+
+def test_a_one_shot_iterable_mask_is_read_once(engine: Engine) -> None:
+    """A generator can be read once: the store look-up must not consume it before the evaluation runs."""
+    heads = [[0, 1], [1, 0], [1, 3], [2, 2]]
+    expected = engine.evaluate(heads, "zero", "dev", use_store=False)
+    assert expected.flipped, "this mask must change some predictions for the test to mean anything"
+    got = engine.evaluate((pair for pair in heads), "zero", "dev")
+    assert (got.cached, got.score, got.flipped) == (False, expected.score, expected.flipped)
+    again = engine.evaluate(iter(reversed(heads + heads)), "zero", "dev")
+    assert (again.cached, again.score) == (True, expected.score)
+
+
+def test_no_split_means_dev_everywhere(engine: Engine) -> None:
+    assert engine.task.split_name(None) == "dev"
+    first = engine.evaluate([[1, 2]], "uniform", None, 12)
+    same = engine.evaluate([[1, 2]], "uniform", "dev", 12)
+    assert (first.cached, same.cached) == (False, True)
+    assert engine.mask([[2, 1], [0, 3], [2, 1]]).pairs() == [[0, 3], [2, 1]]

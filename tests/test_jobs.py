@@ -21,7 +21,7 @@ from headscope.engine.atlas.jobs import JobManager
 from headscope.engine.atlas.similarity import HOW_TO_GIVE_BASE
 from headscope.engine.atlas.sweeps import single_head_sweep
 from headscope.engine.engine import Engine
-from headscope.engine.errors import InputError
+from headscope.engine.errors import InputError, TaskError
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
 
@@ -85,7 +85,7 @@ def test_bad_parameters_name_what_is_allowed(manager: JobManager) -> None:
         manager.submit("everything")
     with pytest.raises(InputError, match="allowed: zero, uniform, mean"):
         manager.submit("layer", "half")
-    with pytest.raises(InputError, match="this task has: dev, train"):
+    with pytest.raises(TaskError, match="this task has: dev, train"):
         manager.submit("layer", "zero", "validation")
     with pytest.raises(InputError, match="at least 1"):
         manager.submit("layer", "zero", "dev", 0)

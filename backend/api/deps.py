@@ -26,12 +26,6 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def validated_mask(engine: Engine, ablate: list[tuple[int, int]]) -> list[list[int]]:
-    """The mask as sorted [layer, head] pairs without repeats, as the engine keys it; an unknown head is
-    an InputError (422) raised here, before the request takes a place in the model queue."""
-    return engine.disabled_tensor(ablate).nonzero().tolist()
-
-
 EngineDep = Annotated[Engine, Depends(get_engine)]
 GateDep = Annotated[ModelGate, Depends(get_gate)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -20,6 +20,7 @@ from headscope.engine import metrics, significance
 from headscope.engine.errors import InputError
 from headscope.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
 from headscope.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
+from headscope.engine.masks import HeadMask
 from headscope.engine.measures import MEASURES, output_gram, output_projection, rollout, silenced, value_norms
 from headscope.engine.model import LoadedModel
 from headscope.engine.records import StoredEvaluation
@@ -27,6 +28,7 @@ from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
 
 Head = tuple[int, int]
+MaskLike = HeadMask | Iterable[Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -123,20 +125,14 @@ class Engine:
         info["task"] = {"name": self.task.name, "metric": self.task.metric, "splits": self.task.sizes()}
         return info
 
-    def disabled_tensor(self, ablate: Iterable[Sequence[int]]) -> torch.Tensor:
+    def mask(self, ablate: MaskLike) -> HeadMask:
+        """The canonical mask of ``[[layer, head], ...]`` (read once, validated, sorted, no repeats); a
+        HeadMask passes through. Routes call this at the boundary and pass the mask inward."""
+        return HeadMask.of(ablate, self.model.num_layers, self.model.num_heads)
+
+    def disabled_tensor(self, ablate: MaskLike) -> torch.Tensor:
         """Validated ``[layers, heads]`` bool mask from ``[[layer, head], ...]``."""
-        mask = torch.zeros(self.model.num_layers, self.model.num_heads, dtype=torch.bool)
-        for pair in ablate:
-            if len(pair) != 2:
-                raise InputError(f"each head is [layer, head]; got {list(pair)}")
-            layer, head = int(pair[0]), int(pair[1])
-            if not (0 <= layer < self.model.num_layers and 0 <= head < self.model.num_heads):
-                raise InputError(
-                    f"unknown head L{layer}H{head}: layers are 0..{self.model.num_layers - 1}, "
-                    f"heads 0..{self.model.num_heads - 1}"
-                )
-            mask[layer, head] = True
-        return mask
+        return self.mask(ablate).tensor()
 
     @staticmethod
     def check_mode(mode: str) -> AblationMode:
@@ -171,7 +167,8 @@ class Engine:
         with self.lock:
             if self._means is None:
                 key = self._key("head-means", split=self.task.reference_split)
-                stored = self.store.get_array(key)
+                shape = (self.model.num_layers, self.model.num_heads, self.model.head_dim)
+                stored = self.store.get_array(key, shape)
                 if stored is None:
                     examples = self.task.split(self.task.reference_split)
                     stored = head_output_means(self.model, examples, self.batch_size).numpy()
@@ -183,12 +180,13 @@ class Engine:
         return self.head_means() if mode == "mean" and bool(disabled.any()) else None
 
     # -- one input ----------------------------------------------------------------------------------
-    def attention(self, text: str, text_pair: str | None, ablate: Iterable[Sequence[int]],
+    def attention(self, text: str, text_pair: str | None, ablate: MaskLike,
                   mode: str = "zero") -> AttentionResult:
         """Every head's attention and the prediction for one input under a mask (memoised)."""
         mode = self.check_mode(mode)
-        disabled = self.disabled_tensor(ablate)
-        key = (text, text_pair or None, tuple(map(tuple, disabled.nonzero().tolist())), mode)
+        mask = self.mask(ablate)
+        disabled = mask.tensor()
+        key = (text, text_pair or None, mask.heads, mode)
         with self.lock:
             if key in self._attention:
                 self._attention.move_to_end(key)
@@ -242,7 +240,7 @@ class Engine:
     def prepared(self, split: str | None, limit: int | None) -> PreparedSplit:
         """The split's first `limit` examples, tokenised, with baseline logits and kept layer inputs."""
         examples = self.task.select(split, limit)
-        key = (split or "dev", len(examples))
+        key = (self.task.split_name(split), len(examples))
         with self.lock:
             if key in self._prepared:
                 self._prepared.move_to_end(key)
@@ -261,8 +259,8 @@ class Engine:
     def score(self, predictions: np.ndarray, gold: np.ndarray) -> float:
         return metrics.score(self.task.metric, gold, predictions, len(self.model.labels))
 
-    def _evaluation_key(self, disabled: torch.Tensor, mode: str, split: str, n: int) -> dict:
-        return self._key("evaluate", split=split, n=n, mode=mode, mask=disabled.nonzero().tolist())
+    def _evaluation_key(self, mask: HeadMask, mode: str, split: str, n: int) -> dict:
+        return self._key("evaluate", split=split, n=n, mode=mode, mask=mask.pairs())
 
     def evaluation_record(self, mode: str, n: int, predictions: np.ndarray, prepared: PreparedSplit) -> dict:
         """What the store keeps for one mask's predictions on a prepared split: the scores, the flipped ids
@@ -277,32 +275,33 @@ class Engine:
                                                       len(self.model.labels)),
         }
 
-    def remember_evaluation(self, disabled: torch.Tensor, mode: str, split: str, record: dict) -> None:
+    def remember_evaluation(self, mask: MaskLike, mode: str, split: str, record: dict) -> None:
         """Store one mask's evaluation under the key :meth:`stored_evaluation` looks up."""
-        self.store.put(self._evaluation_key(disabled, mode, split, record["n"]), record)
+        self.store.put(self._evaluation_key(self.mask(mask), mode, split, record["n"]), record)
 
-    def stored_evaluation(self, ablate: Iterable[Sequence[int]], mode: str = "zero", split: str | None = None,
+    def stored_evaluation(self, ablate: MaskLike, mode: str = "zero", split: str | None = None,
                           limit: int | None = None) -> EvaluationResult | None:
         """The stored result of exactly this evaluation, if there is one, without touching the model."""
         started = time.perf_counter()
-        split_name = split or "dev"
-        key = self._evaluation_key(self.disabled_tensor(ablate), self.check_mode(mode), split_name,
+        split_name = self.task.split_name(split)
+        key = self._evaluation_key(self.mask(ablate), self.check_mode(mode), split_name,
                                    len(self.task.select(split_name, limit)))
         hit = StoredEvaluation.parse_or_none(self.store.get(key))
         if hit is None:
             return None
         return EvaluationResult(**hit.model_dump(), cached=True, elapsed_ms=(time.perf_counter() - started) * 1000)
 
-    def evaluate(self, ablate: Iterable[Sequence[int]], mode: str = "zero", split: str | None = None,
+    def evaluate(self, ablate: MaskLike, mode: str = "zero", split: str | None = None,
                  limit: int | None = None, *, use_store: bool = True, use_layer_cache: bool = True) -> EvaluationResult:
         """The task metric with `ablate` disabled by `mode`, against the unablated baseline, and how sure
         the difference is."""
         started = time.perf_counter()
-        if use_store and (hit := self.stored_evaluation(ablate, mode, split, limit)) is not None:
+        mask = self.mask(ablate)  # read once: `ablate` may be a one-shot iterable
+        if use_store and (hit := self.stored_evaluation(mask, mode, split, limit)) is not None:
             return hit
         mode = self.check_mode(mode)
-        disabled = self.disabled_tensor(ablate)
-        split_name = split or "dev"
+        disabled = mask.tensor()
+        split_name = self.task.split_name(split)
         n = len(self.task.select(split_name, limit))
         with self.lock:
             prepared = self.prepared(split_name, limit)
@@ -311,10 +310,10 @@ class Engine:
                                    use_layer_cache=use_layer_cache)[0]
         value = self.evaluation_record(mode, n, logits.argmax(axis=-1), prepared)
         if use_store:
-            self.remember_evaluation(disabled, mode, split_name, value)
+            self.remember_evaluation(mask, mode, split_name, value)
         return EvaluationResult(**value, cached=False, elapsed_ms=(time.perf_counter() - started) * 1000)
 
-    def evaluate_many(self, masks: Sequence[Iterable[Sequence[int]]], mode: str = "zero", split: str | None = None,
+    def evaluate_many(self, masks: Sequence[MaskLike], mode: str = "zero", split: str | None = None,
                       limit: int | None = None, *, use_layer_cache: bool = True) -> np.ndarray:
         """Predictions ``[masks, n]`` for many masks, several masks per forward pass (for sweeps)."""
         mode = self.check_mode(mode)
@@ -331,8 +330,8 @@ class Engine:
         Only the page is predicted (a split can have tens of thousands of rows); predictions are memoised
         per example, and a split already prepared for evaluation answers from its baseline.
         """
-        split_name = split or "dev"
-        rows = self.task.split(split)
+        split_name = self.task.split_name(split)
+        rows = self.task.split(split_name)
         page = rows[offset:offset + count]
         with self.lock:
             known = self._page_predictions.setdefault(split_name, np.full(len(rows), -1, dtype=np.int64))

@@ -28,6 +28,7 @@ GLUE_TASKS: dict[str, tuple[str, str | None, str]] = {
     "wnli": ("sentence1", "sentence2", "accuracy"),
 }
 SPLIT_NAMES = ("train", "dev", "test")
+DEFAULT_SPLIT = "dev"  # docs/api.md: `split: null` means dev
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,19 @@ class Task:
     @property
     def reference_split(self) -> str:
         """The split whose statistics feed `mean` ablation: `train` when the task has one."""
-        return "train" if "train" in self.splits else "dev"
+        return "train" if "train" in self.splits else DEFAULT_SPLIT
 
-    def split(self, name: str | None) -> list[Example]:
-        """The examples of a split (`None` means `dev`)."""
-        key = name or "dev"
+    def split_name(self, name: str | None) -> str:
+        """The split a request names, `None` meaning dev (the one place that default is applied); an
+        unknown name is a TaskError listing the task's splits."""
+        key = DEFAULT_SPLIT if name is None else name
         if key not in self.splits:
             raise TaskError(f"unknown split {key!r}; this task has: {', '.join(self.splits)}")
-        return self.splits[key]
+        return key
+
+    def split(self, name: str | None) -> list[Example]:
+        """The examples of a split (`None` means dev)."""
+        return self.splits[self.split_name(name)]
 
     def select(self, split: str | None, limit: int | None) -> list[Example]:
         """The first `limit` examples of a split (all when `limit` is None or larger)."""

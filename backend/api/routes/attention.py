@@ -16,7 +16,7 @@ import anyio
 import numpy as np
 import torch
 from fastapi import APIRouter, Response
-from headscope.api.deps import EngineDep, GateDep, validated_mask
+from headscope.api.deps import EngineDep, GateDep
 from headscope.api.errors import MODEL_CALL_RESPONSES
 from headscope.api.schemas import AttentionRequest, AttentionResponse
 from headscope.engine.engine import AttentionResult, Engine
@@ -37,7 +37,7 @@ def selected_heads(engine: Engine, heads: list[tuple[int, int]] | None, measure:
         return []
     if heads is None:
         return [(layer, head) for layer in range(engine.model.num_layers) for head in range(engine.model.num_heads)]
-    engine.disabled_tensor(heads)  # raises a 422-bound InputError naming an unknown head and the ranges
+    engine.mask(heads)  # raises a 422-bound InputError naming an unknown head and the ranges
     return list(dict.fromkeys(heads))
 
 
@@ -94,8 +94,8 @@ def render_attention(result: AttentionResult, request: AttentionRequest, heads: 
 @router.post("/attention", response_model=AttentionResponse, responses=MODEL_CALL_RESPONSES)
 async def attention(request: AttentionRequest, engine: EngineDep, gate: GateDep) -> Response:
     """Every requested head's attention in the requested measure (rows = queries) and the prediction."""
-    ablate = validated_mask(engine, request.ablate)
+    mask = engine.mask(request.ablate)  # the one canonical mask; an unknown head is a 422 before queueing
     heads = selected_heads(engine, request.heads, request.measure)
-    result = await gate.run(engine.attention, request.text, request.text_pair, ablate, request.mode)
-    body = await anyio.to_thread.run_sync(render_attention, result, request, heads, ablate)
+    result = await gate.run(engine.attention, request.text, request.text_pair, mask, request.mode)
+    body = await anyio.to_thread.run_sync(render_attention, result, request, heads, mask.pairs())
     return Response(body, media_type="application/json")

@@ -10,7 +10,7 @@ from functools import partial
 
 import anyio
 from fastapi import APIRouter
-from headscope.api.deps import EngineDep, GateDep, validated_mask
+from headscope.api.deps import EngineDep, GateDep
 from headscope.api.errors import MODEL_CALL_RESPONSES
 from headscope.api.limits import Priority
 from headscope.api.schemas import EvaluateRequest, EvaluateResponse
@@ -21,11 +21,11 @@ router = APIRouter(prefix="/api", tags=["evaluate"])
 @router.post("/evaluate", response_model=EvaluateResponse, responses=MODEL_CALL_RESPONSES)
 async def evaluate(request: EvaluateRequest, engine: EngineDep, gate: GateDep) -> EvaluateResponse:
     """Score, baseline, delta and the flipped example ids for one mask on the first `limit` examples."""
-    heads = validated_mask(engine, request.ablate)
-    split = request.split or "dev"
+    mask = engine.mask(request.ablate)  # the one canonical mask; an unknown head is a 422 before queueing
+    split = engine.task.split_name(request.split)
     engine.task.select(split, request.limit)  # unknown split or bad limit: 422 before queueing
-    result = await anyio.to_thread.run_sync(engine.stored_evaluation, heads, request.mode, split, request.limit)
+    result = await anyio.to_thread.run_sync(engine.stored_evaluation, mask, request.mode, split, request.limit)
     if result is None:
-        result = await gate.run(partial(engine.evaluate, heads, request.mode, split, request.limit),
+        result = await gate.run(partial(engine.evaluate, mask, request.mode, split, request.limit),
                                 priority=Priority.BATCH)
-    return EvaluateResponse(**result.to_dict(), split=split, ablate=heads)
+    return EvaluateResponse(**result.to_dict(), split=split, ablate=mask.pairs())

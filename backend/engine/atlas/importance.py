@@ -71,7 +71,7 @@ def head_importance(engine: Engine, mode: str = "zero", split: str | None = None
     """The ``importance`` job: normalised and raw importance per head."""
     raw, loss = raw_importance(engine, split, limit, mode=mode, progress=progress, cancelled=cancelled)
     return {"metric": engine.task.metric, "n": len(engine.task.select(split, limit)), "mode": mode,
-            "split": split or "dev", "loss": loss, "importance": normalise_per_layer(raw).tolist(),
+            "split": engine.task.split_name(split), "loss": loss, "importance": normalise_per_layer(raw).tolist(),
             "raw": raw.tolist()}
 
 
@@ -103,4 +103,4 @@ def pruning_curve(engine: Engine, mode: str = "zero", split: str | None = None, 
                        "delta": result.delta, "heads": [list(h) for h in removed]})
     progress(1.0)
     return {"metric": engine.task.metric, "baseline": baseline.baseline, "n": baseline.n, "mode": mode,
-            "split": split or "dev", "step_share": share, "points": points}
+            "split": engine.task.split_name(split), "step_share": share, "points": points}

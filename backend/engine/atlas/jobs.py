@@ -21,16 +21,24 @@ from headscope.engine.atlas import runner
 from headscope.engine.atlas.common import JobCancelled
 from headscope.engine.engine import Engine
 from headscope.engine.errors import EngineError
+from headscope.engine.records import Record
+from headscope.engine.store import ensure_table
 
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL, model TEXT NOT NULL, task TEXT NOT NULL,
-    result TEXT NOT NULL, elapsed_s REAL NOT NULL, finished REAL NOT NULL
-)
-"""
+JOBS_COLUMNS = ("id TEXT PRIMARY KEY, kind TEXT NOT NULL, params TEXT NOT NULL, model TEXT NOT NULL, "
+                "task TEXT NOT NULL, result TEXT NOT NULL, elapsed_s REAL NOT NULL, finished REAL NOT NULL, "
+                "version TEXT NOT NULL")
+
+
+class StoredJob(Record):
+    """A finished job as the ``jobs`` table keeps it; a row that does not parse is a miss."""
+
+    kind: str
+    params: dict
+    result: dict
+    elapsed_s: float
 
 
 @dataclass
@@ -70,7 +78,7 @@ class JobManager:
         self._closed = False
         store = engine.store
         with store.locked():
-            store.connection().execute(SCHEMA)
+            ensure_table(store.connection(), "jobs", JOBS_COLUMNS)
             store.connection().commit()
 
     # -- identity and storage -------------------------------------------------------------------
@@ -86,13 +94,17 @@ class JobManager:
         store = self.engine.store
         with store.locked():
             row = store.connection().execute(
-                "SELECT kind, params, result, elapsed_s FROM jobs WHERE id = ? AND model = ? AND task = ?",
-                (job_id, self.engine.model.fingerprint, self.engine.task.content_hash)).fetchone()
+                "SELECT kind, params, result, elapsed_s FROM jobs WHERE id = ? AND model = ? AND task = ? "
+                "AND version = ?",
+                (job_id, self.engine.model.fingerprint, self.engine.task.content_hash, store.version)).fetchone()
         if row is None:
             return None
-        kind, params, result, elapsed = row
-        return Job(id=job_id, kind=kind, params=json.loads(params), state="done", progress=1.0, eta_s=0.0,
-                   result=json.loads(result), stored=True, elapsed_s=elapsed)
+        try:
+            stored = StoredJob(kind=row[0], params=json.loads(row[1]), result=json.loads(row[2]), elapsed_s=row[3])
+        except (TypeError, ValueError):  # not JSON, or not the shape above (pydantic's error is a ValueError)
+            return None
+        return Job(id=job_id, kind=stored.kind, params=stored.params, state="done", progress=1.0, eta_s=0.0,
+                   result=stored.result, stored=True, elapsed_s=stored.elapsed_s)
 
     def record(self, params: dict, result: dict, elapsed_s: float = 0.0) -> str:
         """Store a finished result (also used by `headscope sweep`, so the server shows it at once)."""
@@ -100,9 +112,9 @@ class JobManager:
         store = self.engine.store
         with store.locked():
             store.connection().execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, params["kind"], json.dumps(params), self.engine.model.fingerprint,
-                 self.engine.task.content_hash, json.dumps(result), elapsed_s, time.time()))
+                 self.engine.task.content_hash, json.dumps(result), elapsed_s, time.time(), store.version))
             store.connection().commit()
         return job_id
 
@@ -138,8 +150,8 @@ class JobManager:
         store = self.engine.store
         with store.locked():
             ids = [row[0] for row in store.connection().execute(
-                "SELECT id FROM jobs WHERE model = ? AND task = ? ORDER BY finished DESC",
-                (self.engine.model.fingerprint, self.engine.task.content_hash))]
+                "SELECT id FROM jobs WHERE model = ? AND task = ? AND version = ? ORDER BY finished DESC",
+                (self.engine.model.fingerprint, self.engine.task.content_hash, store.version))]
         with self._lock:
             live = list(self._jobs)
         return [job for job_id in dict.fromkeys([*reversed(live), *ids]) if (job := self.get(job_id)) is not None]

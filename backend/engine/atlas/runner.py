@@ -41,10 +41,8 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
     mode = mode or "zero"
     if mode not in ABLATION_MODES:
         raise InputError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
-    split = split or "dev"
+    split = engine.task.split_name(split)
     sizes = engine.task.sizes()
-    if split not in sizes:
-        raise InputError(f"unknown split {split!r}; this task has: {', '.join(sizes)}")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InputError(f"limit must be an integer of at least 1 (or null for the whole split); got {limit!r}")

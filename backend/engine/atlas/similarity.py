@@ -93,5 +93,5 @@ def attention_similarity(engine: Engine, base_source: str | None, split: str | N
         total += (dot / norms.clamp_min(1e-12)).sum(dim=0).cpu().numpy()
         done += batch.size
         progress(done / n)
-    return {"n": n, "split": split or "dev", "base_model": Path(str(base_source)).name,
+    return {"n": n, "split": engine.task.split_name(split), "base_model": Path(str(base_source)).name,
             "similarity": (total / n).tolist()}

@@ -23,7 +23,7 @@ def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, spli
                 cancelled: Cancelled = never_cancelled, remember: bool = True) -> tuple[list[float], float]:
     """The metric under each mask and the baseline, `chunk` masks per `evaluate_many` call (by default as
     many as keep a call near ROWS_PER_CALL rows, so interactive requests wait seconds, not minutes)."""
-    split_name = split or "dev"
+    split_name = engine.task.split_name(split)
     prepared = engine.prepared(split_name, limit)
     n = len(prepared.examples)
     baseline_predictions = prepared.baseline_predictions
@@ -38,7 +38,7 @@ def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, spli
             score = engine.score(row, prepared.gold)
             scores.append(score)
             if remember:
-                engine.remember_evaluation(engine.disabled_tensor(mask), mode, split_name,
+                engine.remember_evaluation(mask, mode, split_name,
                                            engine.evaluation_record(mode, n, row, prepared))
         progress(len(scores) / len(masks))
     return scores, baseline
@@ -46,7 +46,7 @@ def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, spli
 
 def _header(engine: Engine, mode: str, split: str | None, limit: int | None, baseline: float) -> dict:
     return {"metric": engine.task.metric, "baseline": baseline, "n": len(engine.task.select(split, limit)),
-            "mode": mode, "split": split or "dev"}
+            "mode": mode, "split": engine.task.split_name(split)}
 
 
 def single_head_sweep(engine: Engine, mode: str, split: str | None = None, limit: int | None = None, *,
