@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from fastapi import APIRouter
-from headscope.api.deps import EngineDep, GateDep, validated_mask
+from headscope.api.deps import EngineDep, GateDep
 from headscope.api.errors import MODEL_CALL_RESPONSES
 from headscope.api.limits import Priority
 from headscope.api.schemas import RepresentationsRequest, RepresentationsResponse
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api", tags=["layers"])
 @router.post("/representations", response_model=RepresentationsResponse, responses=MODEL_CALL_RESPONSES)
 async def representations(request: RepresentationsRequest, engine: EngineDep, gate: GateDep) -> RepresentationsResponse:
     """Each chosen example's pooled state at `layer`, projected on the first two principal components."""
-    ablate = validated_mask(engine, request.ablate)
+    ablate = engine.mask(request.ablate)  # the one canonical mask; an unknown head is a 422 before queueing
     check_representations_request(engine, request.layer, request.split, request.limit, request.pooling)  # 422 first
     result = await gate.run(partial(project, engine, request.layer, request.split, request.limit, ablate,
                                     request.mode, request.pooling), priority=Priority.BATCH)

@@ -151,7 +151,7 @@ def layer_readouts(engine: Engine, ablate, mode: str = "zero", split: str | None
     """The `layers` job: lens and probe metric at every state 0..L under the mask (docs/api.md, "Layers")."""
     mode = engine.check_mode(mode)
     disabled = engine.disabled_tensor(ablate)
-    split = split or "dev"
+    split = engine.task.split_name(split)
     n = len(engine.task.select(split, limit))
     has_train = "train" in engine.task.sizes()
     if not has_train and n < 2:
@@ -267,6 +267,6 @@ def representations(engine: Engine, layer: int, split: str | None = None, limit:
             for example, (x, y), gold, predicted in zip(prepared.examples, coordinates, prepared.gold, predictions,
                                                         strict=True)
         ],
-        "layer": layer, "pooling": pooling, "n": n, "split": split or "dev", "mode": mode,
+        "layer": layer, "pooling": pooling, "n": n, "split": engine.task.split_name(split), "mode": mode,
         "ablate": disabled.nonzero().tolist(),
     }

@@ -60,7 +60,7 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
     elif measure not in (None, "weights"):
         raise InputError(f"measure applies to the stats job only; {kind} reads the weights")
     if kind in MASKED_KINDS:
-        params["ablate"] = engine.disabled_tensor(ablate).nonzero().tolist()  # sorted, no repeats
+        params["ablate"] = engine.mask(ablate).pairs()  # sorted, no repeats
         if not params["ablate"]:
             params["mode"] = None  # nothing disabled: every mode is the same job
     elif ablate:
