@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from headscope.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
 from headscope.engine.engine import Engine
@@ -107,3 +108,38 @@ def test_sweeps_release_the_engine_lock_between_chunks(engine: Engine, monkeypat
 
     score_masks(engine, [[[0, h]] for h in range(4)], "zero", "dev", 10, chunk=1)
     assert acquired == [True] * 4
+
+
+def test_sweeps_carry_holm_corrected_p_values_in_the_shape_of_delta(engine: Engine) -> None:
+    from headscope.engine import significance
+    from headscope.engine.atlas.runner import result_rows
+
+    result = single_head_sweep(engine, "zero")
+    layers, heads = engine.model.num_layers, engine.model.num_heads
+    p = np.array(result["p_value"])
+    assert p.shape == np.array(result["delta"]).shape == (layers, heads)
+    baseline = engine.baseline_predictions("dev")
+    gold = engine.prepared("dev", None).gold
+    for layer, head in [(0, 0), (1, 2), (2, 3)]:  # McNemar of each cell from its own predictions
+        masked = engine.evaluate_many([[[layer, head]]], "zero", "dev")[0]
+        flips = significance.flip_counts(gold, baseline, masked)
+        assert p[layer, head] == pytest.approx(significance.mcnemar_exact(*flips))
+        stored = engine.evaluate([[layer, head]], "zero")  # the swept cell's stored answer has its significance
+        assert stored.cached and stored.significance["p_value"] == pytest.approx(p[layer, head])
+    assert np.allclose(result["p_holm"], significance.holm(p))
+    assert (np.array(result["p_holm"]) >= p - 1e-15).all()
+    assert result["significant"] == (np.array(result["p_holm"]) <= 0.05).tolist()
+    rows = result_rows(result)
+    assert len(rows) == layers * heads and {"p_value", "p_holm", "significant"} <= set(rows[0])
+    assert rows[5]["p_holm"] == result["p_holm"][1][1]
+
+    by_layer = layer_sweep(engine, "uniform", limit=30)
+    assert len(by_layer["p_value"]) == len(by_layer["p_holm"]) == len(by_layer["significant"]) == layers
+    assert np.allclose(by_layer["p_holm"], significance.holm(by_layer["p_value"]))
+
+
+def test_greedy_reports_its_final_sets_significance_on_the_held_out_split(engine_with_test: Engine) -> None:
+    result = greedy_search(engine_with_test, "zero", "dev", max_heads=2)
+    expected = fresh(engine_with_test, result["heads"], "zero", "test")
+    assert result["test_significance"] == expected.significance
+    assert result["test_significance"]["test"] == "mcnemar-exact"

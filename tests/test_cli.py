@@ -35,6 +35,9 @@ def test_sweep_single_head_writes_the_contract_json(tiny_model_dir: Path, tmp_pa
     body = json.loads(out.read_text())
     assert {"metric", "baseline", "n", "mode", "delta"} <= set(body)
     assert body["mode"] == "uniform" and body["n"] == 12 and body["metric"] == "accuracy"
+    flags = np.array(body["significant"])
+    assert flags.shape == (3, 4)
+    assert f"{int(flags.sum())} of 12 cells significant after Holm's correction" in result.output
     delta = np.array(body["delta"])
     assert delta.shape == (3, 4)
     model = load_model(tiny_model_dir)

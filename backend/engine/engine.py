@@ -289,7 +289,8 @@ class Engine:
         hit = StoredEvaluation.parse_or_none(self.store.get(key))
         if hit is None:
             return None
-        return EvaluationResult(**hit.model_dump(), cached=True, elapsed_ms=(time.perf_counter() - started) * 1000)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return EvaluationResult(**hit.model_dump(mode="json"), cached=True, elapsed_ms=elapsed_ms)
 
     def evaluate(self, ablate: MaskLike, mode: str = "zero", split: str | None = None,
                  limit: int | None = None, *, use_store: bool = True, use_layer_cache: bool = True) -> EvaluationResult:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from headscope.engine.atlas.jobs import JobManager
-from headscope.engine.atlas.runner import normalise_params, run_job, write_result
+from headscope.engine.atlas.runner import normalise_params, run_job, significance_summary, write_result
 from headscope.engine.atlas.similarity import default_base_model
 from headscope.engine.workspace import build_engine
 from headscope.settings import Settings
@@ -34,5 +34,7 @@ def sweep(kind: str, mode: str, split: str | None, limit: int | None, out: str |
 
         result = run_job(engine, kind, params, progress, base_model=base)
     write_result(result, out)
+    if (summary := significance_summary(result)) is not None:
+        tqdm.write(summary)
     JobManager(engine, base_model=base).record(params, result, elapsed_s=time.monotonic() - started)
     return result

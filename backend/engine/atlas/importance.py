@@ -86,7 +86,7 @@ def pruning_curve(engine: Engine, mode: str = "zero", split: str | None = None, 
     steps = math.floor(max_share * total / per_step)
     pruned = torch.zeros(layers, heads, dtype=torch.bool)
     baseline = engine.evaluate([], mode, split, limit)
-    points = [{"pruned": 0, "share": 0.0, "score": baseline.score, "delta": 0.0, "heads": []}]
+    points = [{"pruned": 0, "share": 0.0, "score": baseline.score, "delta": 0.0, "ci95": [0.0, 0.0], "heads": []}]
     for step in range(steps):
         def step_progress(done: float, step: int = step) -> None:
             progress((step + done) / steps)
@@ -100,7 +100,8 @@ def pruning_curve(engine: Engine, mode: str = "zero", split: str | None = None, 
             pruned[layer, head] = True
         result = engine.evaluate(pruned.nonzero().tolist(), mode, split, limit)
         points.append({"pruned": int(pruned.sum()), "share": float(pruned.sum()) / total, "score": result.score,
-                       "delta": result.delta, "heads": [list(h) for h in removed]})
+                       "delta": result.delta, "ci95": list(result.significance["ci95"]),
+                       "heads": [list(h) for h in removed]})
     progress(1.0)
     return {"metric": engine.task.metric, "baseline": baseline.baseline, "n": baseline.n, "mode": mode,
             "split": engine.task.split_name(split), "step_share": share, "points": points}

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from headscope.engine import significance
 from headscope.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress, split_maps
 from headscope.engine.atlas.importance import head_importance, pruning_curve
 from headscope.engine.atlas.layers import layer_readouts
@@ -136,7 +137,8 @@ def result_rows(result: dict) -> list[dict]:
             rows.append(row)
         return rows
     if "points" in result:  # pruning
-        return [{k: v for k, v in p.items() if k != "heads"} for p in result["points"]]
+        return [{**{k: v for k, v in p.items() if k not in ("heads", "ci95")}, **_interval(p.get("ci95"))}
+                for p in result["points"]]
     if "layers" in result:  # layers: one row per state
         return list(result["layers"])
     if "steps" in result:  # greedy
@@ -146,11 +148,29 @@ def result_rows(result: dict) -> list[dict]:
         grid = result.get(name)
         if grid is None:
             continue
+        columns = [c for c in (name, "p_value", "p_holm", "significant") if c in result]
         if grid and isinstance(grid[0], list):
-            return [{"layer": layer, "head": head, name: value}
-                    for layer, row in enumerate(grid) for head, value in enumerate(row)]
-        return [{"layer": layer, name: value} for layer, value in enumerate(grid)]
+            return [{"layer": layer, "head": head, **{c: result[c][layer][head] for c in columns}}
+                    for layer in range(len(grid)) for head in range(len(grid[layer]))]
+        return [{"layer": layer, **{c: result[c][layer] for c in columns}} for layer in range(len(grid))]
     raise ValueError("result has no table to write")
+
+
+def _interval(ci95: list[float] | None) -> dict:
+    return {} if ci95 is None else {"ci95_low": ci95[0], "ci95_high": ci95[1]}
+
+
+def significance_summary(result: dict) -> str | None:
+    """One line on how many effects of a result survive correction, for `headscope sweep` to print."""
+    if "p_holm" in result:
+        flags = np.asarray(result["significant"]).ravel()
+        return (f"{int(flags.sum())} of {flags.size} cells significant after Holm's correction "
+                f"(p_holm <= {significance.ALPHA}, {result['metric']}, n={result['n']})")
+    if result.get("test_significance"):
+        test = result["test_significance"]
+        return (f"held-out delta {result['held_out_delta']:+.4f}, 95% CI [{test['ci95'][0]:+.4f}, "
+                f"{test['ci95'][1]:+.4f}], p = {test['p_value']:.3g} ({test['test']}, n={result['held_out_n']})")
+    return None
 
 
 def write_result(result: dict, path: str | Path) -> Path:

@@ -4,13 +4,20 @@ All of them score masks with :meth:`Engine.evaluate_many` (several masks share a
 call it in chunks, so the engine's lock is released between chunks and cancellation is checked.
 Each mask's result is also written to the store in :meth:`Engine.evaluate`'s format, so the
 dashboard answers a click on a swept head at once.
+
+How sure (docs/api.md, "Significance on every score"): `single-head` and `layer` add ``p_value``,
+``p_holm`` and ``significant`` in the shape of ``delta``, every cell of a sweep being one family for
+Holm's correction; greedy adds ``test_significance``, the test of its final set on the held-out split
+(the only split its choice did not see).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from headscope.engine import significance
 from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
 from headscope.engine.engine import Engine
 
@@ -18,9 +25,27 @@ Head = tuple[int, int]
 ROWS_PER_CALL = 2048  # examples x masks per `evaluate_many` call: bounds how long a sweep holds the engine's lock
 
 
+@dataclass(frozen=True)
+class MaskScores:
+    """What scoring a family of masks found: each mask's score and predictions, and the baseline's."""
+
+    scores: list[float]
+    baseline: float
+    predictions: np.ndarray  # [masks, n]
+    baseline_predictions: np.ndarray  # [n]
+    gold: np.ndarray  # [n]
+
+    def holm_fields(self, engine: Engine, shape: tuple[int, ...]) -> dict:
+        """``p_value``, ``p_holm`` and ``significant`` of every mask against the baseline, the masks being
+        one family (Holm), in `shape` (docs/api.md, "Significance on every score")."""
+        p = significance.family_p_values(engine.task.metric, self.gold, self.baseline_predictions,
+                                         self.predictions, len(engine.model.labels))
+        return significance.holm_fields(p.reshape(shape))
+
+
 def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, split: str | None,
                 limit: int | None, *, chunk: int | None = None, progress: Progress = no_progress,
-                cancelled: Cancelled = never_cancelled, remember: bool = True) -> tuple[list[float], float]:
+                cancelled: Cancelled = never_cancelled, remember: bool = True) -> MaskScores:
     """The metric under each mask and the baseline, `chunk` masks per `evaluate_many` call (by default as
     many as keep a call near ROWS_PER_CALL rows, so interactive requests wait seconds, not minutes)."""
     split_name = engine.task.split_name(split)
@@ -30,6 +55,7 @@ def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, spli
     baseline = engine.score(baseline_predictions, prepared.gold)
     chunk = chunk or max(1, ROWS_PER_CALL // max(n, 1))
     scores: list[float] = []
+    rows: list[np.ndarray] = []
     for start in range(0, len(masks), chunk):
         check_cancelled(cancelled)
         part = masks[start:start + chunk]
@@ -37,11 +63,12 @@ def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, spli
         for mask, row in zip(part, predictions, strict=True):
             score = engine.score(row, prepared.gold)
             scores.append(score)
+            rows.append(row)
             if remember:
                 engine.remember_evaluation(mask, mode, split_name,
                                            engine.evaluation_record(mode, n, row, prepared))
         progress(len(scores) / len(masks))
-    return scores, baseline
+    return MaskScores(scores, baseline, np.array(rows).reshape(len(masks), n), baseline_predictions, prepared.gold)
 
 
 def _header(engine: Engine, mode: str, split: str | None, limit: int | None, baseline: float) -> dict:
@@ -54,10 +81,10 @@ def single_head_sweep(engine: Engine, mode: str, split: str | None = None, limit
     """``delta[l][h]``: the metric with only head (l, h) disabled, minus the baseline (Kovaleva's Figure 8)."""
     layers, heads = engine.model.num_layers, engine.model.num_heads
     masks = [[(layer, head)] for layer in range(layers) for head in range(heads)]
-    scores, baseline = score_masks(engine, masks, mode, split, limit, progress=progress, cancelled=cancelled)
-    grid = np.array(scores).reshape(layers, heads)
-    return {**_header(engine, mode, split, limit, baseline), "delta": (grid - baseline).tolist(),
-            "score": grid.tolist()}
+    scored = score_masks(engine, masks, mode, split, limit, progress=progress, cancelled=cancelled)
+    grid = np.array(scored.scores).reshape(layers, heads)
+    return {**_header(engine, mode, split, limit, scored.baseline), "delta": (grid - scored.baseline).tolist(),
+            "score": grid.tolist(), **scored.holm_fields(engine, (layers, heads))}
 
 
 def layer_sweep(engine: Engine, mode: str, split: str | None = None, limit: int | None = None, *,
@@ -65,10 +92,10 @@ def layer_sweep(engine: Engine, mode: str, split: str | None = None, limit: int 
     """``delta[l]``: the metric with every head of layer l disabled, minus the baseline."""
     layers, heads = engine.model.num_layers, engine.model.num_heads
     masks = [[(layer, head) for head in range(heads)] for layer in range(layers)]
-    scores, baseline = score_masks(engine, masks, mode, split, limit, chunk=1, progress=progress,
-                                   cancelled=cancelled)
-    return {**_header(engine, mode, split, limit, baseline), "delta": [s - baseline for s in scores],
-            "score": scores}
+    scored = score_masks(engine, masks, mode, split, limit, chunk=1, progress=progress, cancelled=cancelled)
+    return {**_header(engine, mode, split, limit, scored.baseline),
+            "delta": [s - scored.baseline for s in scored.scores], "score": scored.scores,
+            **scored.holm_fields(engine, (layers,))}
 
 
 def greedy_search(engine: Engine, mode: str, split: str | None = None, limit: int | None = None, *,
@@ -79,8 +106,8 @@ def greedy_search(engine: Engine, mode: str, split: str | None = None, limit: in
     `held_out`, since a gain measured on the examples it was chosen on is inflated."""
     all_heads = [(layer, head) for layer in range(engine.model.num_layers) for head in range(engine.model.num_heads)]
     chosen: list[Head] = []
-    current, baseline = score_masks(engine, [[]], mode, split, limit, remember=False)
-    current_score = current[0]
+    start = score_masks(engine, [[]], mode, split, limit, remember=False)
+    current_score, baseline = start.scores[0], start.baseline
     held_baseline = None
     if held_out is not None:
         held_baseline = engine.evaluate([], mode, held_out, held_out_limit).baseline
@@ -91,8 +118,8 @@ def greedy_search(engine: Engine, mode: str, split: str | None = None, limit: in
         def step_progress(share: float, step: int = step) -> None:
             progress((step + share) / max_heads)
 
-        scores, _ = score_masks(engine, [[*chosen, h] for h in candidates], mode, split, limit,
-                                progress=step_progress, cancelled=cancelled, remember=False)
+        scores = score_masks(engine, [[*chosen, h] for h in candidates], mode, split, limit,
+                             progress=step_progress, cancelled=cancelled, remember=False).scores
         best = int(np.argmax(scores))  # ties: the earliest head
         if scores[best] <= current_score:
             break
@@ -113,4 +140,5 @@ def greedy_search(engine: Engine, mode: str, split: str | None = None, limit: in
         "held_out": held_out, "held_out_n": len(engine.task.select(held_out, held_out_limit)) if held_out else None,
         "held_out_baseline": held_baseline,
         "held_out_delta": last["held_out_delta"] if last and held_out else (0.0 if held_out else None),
+        "test_significance": engine.evaluate(chosen, mode, held_out, held_out_limit).significance if held_out else None,
     }
