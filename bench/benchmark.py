@@ -40,10 +40,12 @@ from bench.engine_bench import (
     measure_work,
     percentiles_ms,
 )
+from bench.measures import fresh_texts, measure_norm_cost, norm_cost_check
 
 ATTENTION_TOKENS = 128
 START_TIMEOUT_S = 180
 REQUEST_TIMEOUT_S = 600  # a first full-dev evaluation on a busy 2-core CPU
+NORM_TEXTS = 40  # fresh texts for the norm-vs-weights cost, half per measure
 
 
 def free_port() -> int:
@@ -132,8 +134,10 @@ def timed_requests(send: Callable[[], httpx.Response], count: int) -> tuple[list
     return seconds, response
 
 
-def measure_http(client: httpx.Client, text: str, requests: int, log: Callable[[str], None]) -> dict[str, Any]:
-    """Stored-result latency of /api/evaluate, and /api/attention latency and size for one head and all."""
+def measure_http(client: httpx.Client, text: str, requests: int, log: Callable[[str], None],
+                 norm_texts: list[str]) -> dict[str, Any]:
+    """Stored-result latency of /api/evaluate, /api/attention latency and size for one head and all, and
+    what the norm measure costs against the weights on fresh texts (bench/measures.py)."""
     described = client.get("/api/model").json()
     layers, heads = described["num_layers"], described["num_heads"]
     results: dict[str, Any] = {"model": described}
@@ -171,6 +175,7 @@ def measure_http(client: httpx.Client, text: str, requests: int, log: Callable[[
         client.post("/api/attention", json=payload).raise_for_status()
         fresh.append(time.perf_counter() - started)
     results["attention_fresh_one_head"] = percentiles_ms(fresh)
+    results["attention_norm_cost"] = measure_norm_cost(client, norm_texts, log)
     return results
 
 
@@ -191,6 +196,7 @@ def http_checks(http: dict[str, Any], start_s: float) -> list[Check]:
         Check("bytes per attention value, json, all heads", http["attention_all_heads_json"]["bytes_per_value"],
               "B"),
         Check("/api/attention one head, fresh forward, p50", http["attention_fresh_one_head"]["p50_ms"], "ms"),
+        norm_cost_check(http["attention_norm_cost"]),
     ]
 
 
@@ -218,7 +224,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 start_s = wait_until_ready(client, process, started, log_path)
                 print(f"server ({args.server}) answered /api/health and /api/model after {start_s:.2f} s",
                       flush=True)
-                http = measure_http(client, text, args.requests, print)
+                http = measure_http(client, text, args.requests, print,
+                                    fresh_texts(tokenizer, sentences[1:], NORM_TEXTS))
 
         engine = build_engine(settings.model_copy(update={  # its own fresh store, not the server's
             "cache_dir": benchmark_cache_dir(source, scratch_path / "engine"), "device": args.device}))
