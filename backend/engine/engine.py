@@ -21,7 +21,7 @@ from headscope.engine.errors import InputError
 from headscope.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
 from headscope.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
 from headscope.engine.masks import HeadMask
-from headscope.engine.measures import MEASURES, output_gram, output_projection, rollout, silenced, value_norms
+from headscope.engine.measures import MEASURES, output_gram, rollout, silenced, value_norms
 from headscope.engine.model import LoadedModel
 from headscope.engine.records import StoredEvaluation
 from headscope.engine.store import ResultStore
@@ -152,7 +152,7 @@ class Engine:
         float32 norms ||W_O block h . v_j^h||_2 (measures.py), from per-layer Gram matrices made once."""
         with self.lock:
             if self._grams is None:
-                self._grams = [output_gram(output_projection(self.model, layer), self.model.num_heads)
+                self._grams = [output_gram(self.model.output_projection(layer).weight, self.model.num_heads)
                                for layer in range(self.model.num_layers)]
         return torch.stack([value_norms(values[layer], self._grams[layer])
                             for layer in range(self.model.num_layers)], dim=1)

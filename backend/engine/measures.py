@@ -63,8 +63,3 @@ def rollout(weights: np.ndarray, disabled: np.ndarray, mode: str) -> np.ndarray:
         result[layer] = rolled
     return result
 
-
-def output_projection(model, layer: int) -> torch.Tensor:
-    """Layer `layer`'s attention output projection weight W_O, ``[hidden, heads * d]`` (PyTorch's
-    [out, in] layout), wherever the model's family keeps it (its adapter knows)."""
-    return model.output_projection(layer).weight
