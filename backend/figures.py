@@ -35,27 +35,26 @@ def _labels(tokens: Sequence[str]) -> list[str]:
 
 def head_figure(tokens: Sequence[str], matrix: np.ndarray, *, title: str, measure: str = "weights",
                 size: int = 560) -> go.Figure:
-    """One map as a heatmap for a paper: query tokens down, key tokens across, a colour bar that says
-    what the numbers are, white background."""
+    """One map as a heatmap for a paper: query tokens down, key tokens across, a colour bar from 0 to the
+    map's largest value that says what the numbers are, white background."""
     labels = _labels(tokens)
     matrix = np.asarray(matrix, dtype=np.float32)
     figure = go.Figure(go.Heatmap(
-        z=matrix, x=labels, y=labels, colorscale=COLORSCALE, zmin=0.0,
-        zmax=float(matrix.max()) if matrix.size and measure != "weights" else 1.0,
+        z=matrix, x=labels, y=labels, colorscale=COLORSCALE, zmin=0.0, zmax=float(matrix.max()) if matrix.size else 1.0,
         colorbar={"title": {"text": MEASURE_WORDS.get(measure, measure), "side": "right"}, "thickness": 12},
         hovertemplate="from %{y}<br>to %{x}<br>%{z:.4f}<extra></extra>",
     ))
     figure.update_layout(
         title={"text": title, "x": 0.5, "font": {"size": 14}}, template="simple_white",
         width=size + 120, height=size + 80, margin={"l": 10, "r": 10, "t": 60, "b": 10},
-        xaxis={"title": "key (attended to)", "side": "top", "tickangle": -60, "tickfont": {"size": 10}},
+        xaxis={"title": "key (attended to)", "tickangle": -60, "tickfont": {"size": 10}},
         yaxis={"title": "query (attending)", "autorange": "reversed", "tickfont": {"size": 10}},
     )
     return figure
 
 
 def grid_figure(maps: np.ndarray, *, focus: tuple[int, int] | None = None, off: Sequence[Sequence[int]] = (),
-                measure: str = "weights", cell: int = 64) -> go.Figure:
+                cell: int = 64) -> go.Figure:
     """Every head's map ``[layers, heads, n, n]`` (or every layer's, ``[layers, n, n]`` for rollout) as a
     grid of small heatmaps; disabled heads are titled "off", the focused one is framed."""
     maps = np.asarray(maps, dtype=np.float32)
@@ -66,7 +65,7 @@ def grid_figure(maps: np.ndarray, *, focus: tuple[int, int] | None = None, off: 
              for r in range(rows) for c in range(cols)]
     figure = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.01,
                            vertical_spacing=0.3 / max(rows, 1))
-    top = float(maps.max()) if maps.size and measure != "weights" else 1.0
+    top = float(maps.max()) if maps.size else 1.0
     for r in range(rows):
         for c in range(cols):
             matrix = maps[r] if per_layer else maps[r, c]
@@ -79,7 +78,7 @@ def grid_figure(maps: np.ndarray, *, focus: tuple[int, int] | None = None, off: 
         index = focus[0] * cols + focus[1] + 1
         suffix = "" if index == 1 else str(index)
         figure.add_shape(type="rect", xref=f"x{suffix} domain", yref=f"y{suffix} domain", x0=-0.04, x1=1.04,
-                         y0=-0.04, y1=1.04, line={"color": "#d62728", "width": 2})
+                         y0=-0.04, y1=1.04, line={"color": "#d62728", "width": 2}, fillcolor="rgba(0,0,0,0)")
     figure.update_layout(template="simple_white", coloraxis={"colorscale": COLORSCALE, "cmin": 0, "cmax": top,
                                                              "showscale": False},
                          width=cols * cell + 40, height=rows * (cell + 18) + 40,
@@ -125,7 +124,7 @@ def standalone_html(*, title: str, tokens: Sequence[str], maps: np.ndarray, focu
     """One self-contained HTML page of a view (the grid, the focused head, the scores) that opens offline:
     plotly.js is inlined once, nothing is fetched. `maps` as in :func:`grid_figure`."""
     maps = np.asarray(maps, dtype=np.float32)
-    grid = grid_figure(maps, focus=focus, off=off, measure=measure)
+    grid = grid_figure(maps, focus=focus, off=off)
     parts = [grid.to_html(include_plotlyjs=True, full_html=False, config={"displaylogo": False})]
     if focus is not None and maps.ndim == 4:
         layer, head = focus
