@@ -82,7 +82,7 @@ def ui(
 @app.command()
 def sweep(
     kind: Annotated[str, typer.Option(
-        help="single-head, layer, importance, pruning, greedy, stats, patterns, similarity or layers.")],
+        help="single-head, layer, importance, pruning, greedy, stats, patterns, similarity, layers or syntax.")],
     out: Annotated[Path, typer.Option(help="Where to write the result: FILE.json or FILE.csv.")],
     mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean (stats/patterns ignore it).")
                     ] = "zero",
@@ -91,11 +91,13 @@ def sweep(
     split: Annotated[str | None, typer.Option(help="Split to score on (default dev).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use the first N examples of the split.")] = None,
     max_heads: Annotated[int | None, typer.Option(min=1, help="greedy: most heads to remove.")] = None,
-    word_level: Annotated[bool, typer.Option(help="stats: aggregate wordpieces to words (Clark et al.).")] = False,
+    word_level: Annotated[bool, typer.Option(help="stats: aggregate wordpieces to spaCy's words (Clark et al.).")
+                          ] = False,
     measure: Annotated[str | None, typer.Option(
         help="stats: weights (default) or norm (Kobayashi et al. 2020, rows divided by their sums).")] = None,
     base_model: Annotated[str | None, typer.Option(help="similarity: the pre-trained model to compare with.")] = None,
-    off: Annotated[str, typer.Option(help="layers: heads switched off, as in the dashboard URL (L5H0,L5H1).")] = "",
+    off: Annotated[str, typer.Option(
+        help="layers, syntax: heads switched off, as in the dashboard URL (L5H0,L5H1).")] = "",
 ) -> None:
     """Run an atlas analysis from the command line, with a progress bar, and write JSON or CSV."""
     from headscope.app.urlstate import HEAD_NAME

@@ -12,6 +12,7 @@ from headscope.engine.engine import Engine
 from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Example, Task
+from headscope.engine.words import Parser
 from transformers import (
     AlbertConfig,
     AlbertForSequenceClassification,
@@ -148,3 +149,19 @@ def tiny_task() -> Task:
 @pytest.fixture
 def engine(tiny_model: LoadedModel, tiny_task: Task, tmp_path: Path) -> Engine:
     return Engine(tiny_model, tiny_task, ResultStore(tmp_path / "results.sqlite"), batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def parser() -> Parser:
+    """spaCy's English pipeline, loaded once for the session (about 1.5 s) and before any test times a
+    request."""
+    parser = Parser()
+    parser.parse("loaded")
+    return parser
+
+
+@pytest.fixture
+def word_engine(engine: Engine, parser: Parser) -> Engine:
+    """The tiny engine with the session's parser, for word-level requests."""
+    engine.parser = parser
+    return engine

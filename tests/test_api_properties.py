@@ -30,8 +30,9 @@ EXAMPLES_PER_OPERATION = 30
 
 
 @pytest.fixture
-def app(engine: Engine, tmp_path: Path):
-    return create_app(Settings(cache_dir=tmp_path), engine=engine)
+def app(word_engine: Engine, tmp_path: Path):
+    """The tiny engine with spaCy already loaded, so a first word-level request is not a slow outlier."""
+    return create_app(Settings(cache_dir=tmp_path), engine=word_engine)
 
 
 def error_bodies_explain(ctx, response, case) -> None:

@@ -11,9 +11,6 @@ from headscope.engine.atlas.stats import (
     behaviour_labels,
     head_sums,
     is_punctuation,
-    merge_word_tokens,
-    merge_words,
-    word_groups,
 )
 
 TOKENS = ["[CLS]", "the", "film", ",", "fun", ".", "[SEP]"]
@@ -91,41 +88,6 @@ def test_each_token_weighs_the_same_across_examples() -> None:
 def test_punctuation_is_every_character_unicode_punctuation() -> None:
     assert is_punctuation(".") and is_punctuation("...") and is_punctuation("##,") and is_punctuation("«")
     assert not is_punctuation("[CLS]") and not is_punctuation("a.") and not is_punctuation("$")
-
-
-def test_word_level_sums_attention_to_a_word_and_averages_attention_from_it() -> None:
-    tokens = ["[CLS]", "un", "##fun", "film", "[SEP]"]
-    groups = word_groups(tokens, ["[CLS]", "[SEP]"])
-    assert groups == [0, 1, 1, 2, 3]
-    assert merge_word_tokens(tokens, groups) == ["[CLS]", "unfun", "film", "[SEP]"]
-    a = np.array([[0.2, 0.3, 0.1, 0.2, 0.2],
-                  [0.0, 0.5, 0.5, 0.0, 0.0],
-                  [1.0, 0.0, 0.0, 0.0, 0.0],
-                  [0.1, 0.1, 0.1, 0.6, 0.1],
-                  [0.0, 0.0, 0.0, 0.0, 1.0]])
-    merged = merge_words(a[None], groups)[0]
-    assert merged.shape == (4, 4)
-    np.testing.assert_allclose(merged[0], [0.2, 0.4, 0.2, 0.2])  # TO "unfun": 0.3 + 0.1
-    np.testing.assert_allclose(merged[1], [0.5, 0.5, 0.0, 0.0])  # FROM "unfun": mean of its two rows
-    np.testing.assert_allclose(merged.sum(axis=1), 1.0)
-
-
-def test_word_groups_for_marker_style_vocabularies() -> None:
-    tokens = ["<s>", "Ġun", "fun", "Ġfilm", "</s>"]
-    assert word_groups(tokens, ["<s>", "</s>"]) == [0, 1, 1, 2, 3]
-
-
-def test_word_level_accumulator_counts_words_not_pieces() -> None:
-    tokens = ["[CLS]", "un", "##fun", "[SEP]"]
-    a = np.zeros((4, 4))
-    a[:, 3] = 1.0  # everything to [SEP]
-    accumulator = StatsAccumulator(1, 1, "[SEP]", ["[CLS]", "[SEP]"], word_level=True)
-    accumulator.add(a[None, None], tokens)
-    heads = accumulator.result()["heads"][0]
-    assert accumulator.rows[0] == 3  # three words
-    assert heads["to_sep"] == pytest.approx(1.0)
-    # as words, only "unfun" has [SEP] as its next token ("un" -> "##fun" is inside a word)
-    assert heads["to_next"] == pytest.approx(1 / 3)
 
 
 def test_head_sums_counts_rows() -> None:

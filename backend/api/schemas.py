@@ -63,6 +63,12 @@ class AttentionRequest(RequestBody):
                     "et al. 2020; rows do not sum to 1); rollout: per layer (Abnar & Zuidema 2020), answered in "
                     "`layers`, with `heads` null in the request. Definitions in docs/api.md.",
     )
+    level: Literal["token", "word"] = Field(
+        default="token",
+        description="token: the model's tokens; word: special tokens and spaCy's words (attention summed to a "
+                    "word's pieces, averaged from them; Clark et al. 2019). Word k of /api/parse is the k-th "
+                    "non-special entry of tokens.",
+    )
 
 
 class Prediction(BaseModel):
@@ -96,6 +102,19 @@ class AttentionResponse(BaseModel):
     measure: Literal["weights", "norm", "rollout"] = Field(description="The measure of these numbers.")
     mode: AblationMode = Field(description="The ablation mode that produced these numbers.")
     ablate: list[HeadPair] = Field(description="The disabled heads, sorted, without repeats.")
+    level: Literal["token", "word"] = Field(description="Whether tokens are the model's tokens or words.")
+
+
+class ParseRequest(RequestBody):
+    text: Text = Field(min_length=1, description="The input; at most max_tokens tokens once encoded.")
+    text_pair: Text | None = Field(default=None, description="Optional second segment, parsed on its own.")
+
+
+class ParseResponse(BaseModel):
+    words: list[str] = Field(description="spaCy's tokens without whitespace tokens; text_pair's follow text's.")
+    heads: list[int] = Field(description="Index into words of each word's syntactic head; i itself for a root.")
+    relations: list[str] = Field(description="Each word's dependency relation (spaCy's dep_, lower case).")
+    parser: str = Field(description="The spaCy pipeline and version that parsed.")
 
 
 class EvaluateRequest(RequestBody):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -26,6 +26,7 @@ from headscope.engine.model import LoadedModel
 from headscope.engine.records import StoredEvaluation
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
+from headscope.engine.words import Alignment, Parse, Parser, align, encode_with_offsets, stored_parses
 
 Head = tuple[int, int]
 MaskLike = HeadMask | Iterable[Sequence[int]]
@@ -118,6 +119,7 @@ class Engine:
         self._means: torch.Tensor | None = None
         self._page_predictions: dict[str, np.ndarray] = {}  # split -> baseline prediction per example, -1 = not yet
         self._grams: list[torch.Tensor] | None = None
+        self.parser = Parser()
 
     # -- description and validation -------------------------------------------------------------
     def describe(self) -> dict:
@@ -351,3 +353,34 @@ class Engine:
              "predicted": labels[int(p)]}
             for e, p in zip(page, predicted, strict=True)
         ]
+
+    # -- words (spaCy) ------------------------------------------------------------------------------
+    def parse(self, text: str, text_pair: str | None = None) -> Parse:
+        """spaCy's parse of an interactive input, held to the same limits as /api/attention."""
+        self.model.encode_one(text, text_pair)  # empty or longer than max_tokens: the same InputError
+        return self.parser.parse(text, text_pair)
+
+    def alignment(self, parse: Parse, tokens: list[str], text: str, text_pair: str | None,
+                  truncate: bool) -> Alignment:
+        """How `tokens` (the model's encoding of the input, truncated as task batches are when
+        `truncate`) map onto the words of `parse`."""
+        max_length = self.model.max_tokens if truncate else None
+        encoded = encode_with_offsets(self.model.tokenizer, text, text_pair, max_length)
+        if len(encoded.input_ids) != len(tokens) and text_pair is None:
+            # a single text batched with pairs is encoded with an empty second segment (encode_batch)
+            encoded = encode_with_offsets(self.model.tokenizer, text, "", max_length)
+        if len(encoded.input_ids) != len(tokens):
+            raise RuntimeError(f"offsets encoding has {len(encoded.input_ids)} tokens, the model saw {len(tokens)}")
+        return align(parse, encoded, tokens)
+
+    def word_alignment(self, tokens: list[str], text: str, text_pair: str | None) -> Alignment:
+        """How `attention`'s tokens for this input map onto spaCy's words (word level, docs/api.md)."""
+        text_pair = text_pair if text_pair is not None and text_pair.strip() else None  # as encode_one
+        return self.alignment(self.parser.parse(text, text_pair), tokens, text, text_pair, truncate=False)
+
+    def split_parses(self, split: str | None, limit: int | None,
+                     between_chunks: Callable[[float], None] = lambda _: None) -> list[Parse]:
+        """Parses of the chosen examples, computed once per task, split and parser and then stored."""
+        examples = self.task.select(split, limit)
+        return stored_parses(self.store, self.parser, self.task.content_hash, split or "dev",
+                             [(e.text, e.text_pair) for e in examples], between_chunks)

@@ -21,6 +21,7 @@ from headscope.api.errors import MODEL_CALL_RESPONSES
 from headscope.api.schemas import AttentionRequest, AttentionResponse
 from headscope.engine.engine import AttentionResult, Engine
 from headscope.engine.errors import InputError
+from headscope.engine.words import Alignment, require_offsets
 
 router = APIRouter(prefix="/api", tags=["attention"])
 
@@ -62,11 +63,17 @@ def encoded_map(matrix: np.ndarray, format: str) -> dict:
 
 
 def render_attention(result: AttentionResult, request: AttentionRequest, heads: list[tuple[int, int]],
-                     ablate: list[list[int]]) -> bytes:
+                     ablate: list[list[int]], words: Alignment | None = None) -> bytes:
     """The response body: per-head maps (weights, norm) or per-layer maps (rollout) of the measure asked,
-    as rounded JSON rows, base64 of little-endian float16 (row-major n x n), or pooled thumbnails."""
+    as rounded JSON rows, base64 of little-endian float16 (row-major n x n), or pooled thumbnails; at word
+    level (`words` given) each map merged to words first (summed TO a word's pieces, averaged FROM them)."""
     measure = request.measure
     maps = result.head_maps(measure, heads) if heads else np.zeros((0, 0, 0), np.float32)
+    tokens, segments, rollout = result.tokens, result.segments, result.rollout if measure == "rollout" else None
+    if words is not None:
+        tokens, segments = words.entries, words.entry_segments(result.segments)
+        maps = words.merge(maps) if heads else np.zeros((0, 0, 0), np.float32)
+        rollout = words.merge(rollout) if rollout is not None else None
     if request.format == "thumb":
         maps = pooled(maps, request.size)
     shaped = []
@@ -76,16 +83,17 @@ def render_attention(result: AttentionResult, request: AttentionRequest, heads: 
             entry["disabled"] = True
         shaped.append(entry)
     body = {
-        "tokens": result.tokens,
-        "segments": result.segments,
+        "tokens": tokens,
+        "segments": segments,
         "prediction": {"label": result.label, "probs": result.probs},
         "heads": shaped,
         "measure": measure,
         "mode": request.mode,
         "ablate": ablate,
+        "level": request.level,
     }
-    if measure == "rollout":
-        layer_maps = pooled(result.rollout, request.size) if request.format == "thumb" else result.rollout
+    if rollout is not None:
+        layer_maps = pooled(rollout, request.size) if request.format == "thumb" else rollout
         body["layers"] = [{"layer": layer, **encoded_map(matrix, request.format)}
                           for layer, matrix in enumerate(layer_maps)]
     return json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
@@ -93,9 +101,19 @@ def render_attention(result: AttentionResult, request: AttentionRequest, heads: 
 
 @router.post("/attention", response_model=AttentionResponse, responses=MODEL_CALL_RESPONSES)
 async def attention(request: AttentionRequest, engine: EngineDep, gate: GateDep) -> Response:
-    """Every requested head's attention in the requested measure (rows = queries) and the prediction."""
+    """Every requested head's attention in the requested measure (rows = queries) and the prediction, over
+    the model's tokens or (``level: word``) over spaCy's words."""
     mask = engine.mask(request.ablate)  # the one canonical mask; an unknown head is a 422 before queueing
     heads = selected_heads(engine, request.heads, request.measure)
-    result = await gate.run(engine.attention, request.text, request.text_pair, mask, request.mode)
-    body = await anyio.to_thread.run_sync(render_attention, result, request, heads, mask.pairs())
+    if request.level == "word":
+        require_offsets(engine.model.tokenizer)  # 422 before queueing
+
+    def forward() -> tuple[AttentionResult, Alignment | None]:
+        result = engine.attention(request.text, request.text_pair, mask, request.mode)
+        if request.level == "token":
+            return result, None
+        return result, engine.word_alignment(result.tokens, request.text, request.text_pair)
+
+    result, words = await gate.run(forward)
+    body = await anyio.to_thread.run_sync(render_attention, result, request, heads, mask.pairs(), words)
     return Response(body, media_type="application/json")

@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api", tags=["jobs"])
 _create_lock = threading.Lock()
 
 JobKind = Literal["single-head", "layer", "importance", "pruning", "stats", "patterns", "greedy", "similarity",
-                  "layers"]
+                  "layers", "syntax"]
 JobId = Annotated[str, Path(max_length=64, description="The id POST /api/jobs returned.")]
 
 
@@ -51,18 +51,19 @@ JOB_RESPONSES: dict[int | str, dict] = {
 
 class JobRequest(RequestBody):
     kind: JobKind = Field(description="The analysis to run (docs/api.md, \"Jobs\").")
-    mode: AblationMode = Field(default="zero", description="How disabled heads are disabled (sweeps, pruning).")
+    mode: AblationMode = Field(default="zero",
+                               description="How disabled heads are disabled (sweeps, pruning, syntax with ablate).")
     split: str | None = Field(default=None, max_length=64, description="train, dev or test; null = dev.")
     limit: Annotated[int, Field(strict=True, ge=1)] | None = Field(
         default=None, description="The first N examples of the split; null = all of it.")
     max_heads: Annotated[int, Field(strict=True, ge=1)] | None = Field(
         default=None, description="greedy: most heads to disable (default 5, at most every head).")
-    word_level: bool = Field(default=False, description="stats: merge wordpieces into words (Clark et al.).")
+    word_level: bool = Field(default=False, description="stats: merge wordpieces into spaCy's words (Clark et al.).")
     measure: Literal["weights", "norm"] = Field(
         default="weights", description="stats: the attention measure the statistics read (norm: Kobayashi et al. "
                                        "2020, each row divided by its sum first); other kinds read the weights.")
-    ablate: HeadList = Field(default_factory=list, description="layers: heads disabled (by `mode`) while the "
-                                                               "layer states are computed.")
+    ablate: HeadList = Field(default_factory=list, description="layers, syntax: heads disabled (by `mode`) while "
+                                                               "the layer states or attention maps are computed.")
 
 
 class JobCreated(BaseModel):

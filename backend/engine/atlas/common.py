@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,19 +42,26 @@ class ExampleMaps:
 
 
 def split_maps(engine: Engine, split: str | None, limit: int | None, progress: Progress = no_progress,
-               cancelled: Cancelled = never_cancelled, measure: str = "weights") -> Iterator[ExampleMaps]:
-    """Every head's unablated attention on each chosen example, one padded batch per forward pass, as
-    weights or as Kobayashi et al.'s norm (weight x ||W_O block . value||; docs/api.md).
+               cancelled: Cancelled = never_cancelled, measure: str = "weights", *,
+               ablate: Iterable[Sequence[int]] = (), mode: str = "zero") -> Iterator[ExampleMaps]:
+    """Every head's attention on each chosen example, one padded batch per forward pass, as weights or as
+    Kobayashi et al.'s norm (weight x ||W_O block . value||; docs/api.md); unablated, or with `ablate`
+    disabled by `mode` (weights only: the syntax job).
 
     The engine's lock is held for one batch at a time, so interactive requests interleave with a job.
     """
     prepared = engine.prepared(split, limit)
     model = engine.model
+    disabled = engine.disabled_tensor(ablate)
+    ablated = bool(disabled.any())
+    means = engine.head_means() if ablated and mode == "mean" else None
     total = len(prepared.examples)
     done = 0
     for batch in prepared.batches:
         check_cancelled(cancelled)
-        intervention = Intervention(capture_weights=True, capture_values=measure == "norm")
+        intervention = Intervention(disabled=disabled[None].to(model.device) if ablated else None,
+                                    mode=engine.check_mode(mode), means=means, capture_weights=True,
+                                    capture_values=measure == "norm")
         with engine.lock, torch.inference_mode(), intervene(intervention):
             hidden = model.embed(batch.input_ids, batch.token_type_ids)
             model.run_layers(hidden, batch.attention_mask)

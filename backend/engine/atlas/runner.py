@@ -13,21 +13,31 @@ from pathlib import Path
 
 import numpy as np
 from headscope.engine import significance
-from headscope.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress, split_maps
+from headscope.engine.atlas.common import (
+    Cancelled,
+    Progress,
+    check_cancelled,
+    never_cancelled,
+    no_progress,
+    split_maps,
+)
 from headscope.engine.atlas.importance import head_importance, pruning_curve
 from headscope.engine.atlas.layers import layer_readouts
 from headscope.engine.atlas.patterns import PatternCounter
 from headscope.engine.atlas.similarity import attention_similarity
 from headscope.engine.atlas.stats import StatsAccumulator
 from headscope.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
+from headscope.engine.atlas.syntax import SyntaxAccumulator
 from headscope.engine.engine import Engine
 from headscope.engine.errors import InputError
 from headscope.engine.interventions import ABLATION_MODES
+from headscope.engine.words import require_offsets
 
 CONTRACT_KINDS = ("single-head", "layer", "importance", "pruning", "stats", "patterns")
-KINDS = (*CONTRACT_KINDS, "greedy", "similarity", "layers")
-MASKED_KINDS = ("layers",)  # kinds that run under a head mask (`ablate`)
+KINDS = (*CONTRACT_KINDS, "greedy", "similarity", "layers", "syntax")
+MASKED_KINDS = ("layers", "syntax")  # kinds that run under a head mask (`ablate`)
 DEFAULT_MAX_HEADS = 5
+PARSE_SHARE = 0.2  # of a syntax job's progress bar, for parsing (when the parses are not stored yet)
 
 
 STATS_MEASURES = ("weights", "norm")  # per-head measures; rollout has no heads to describe
@@ -66,6 +76,8 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
             params["mode"] = None  # nothing disabled: every mode is the same job
     elif ablate:
         raise InputError(f"job kind {kind!r} takes no ablate; kinds that run under a mask: {', '.join(MASKED_KINDS)}")
+    if kind == "syntax" or params.get("word_level"):
+        require_offsets(engine.model.tokenizer)
     if kind == "greedy":
         total = engine.model.num_layers * engine.model.num_heads
         chosen = DEFAULT_MAX_HEADS if max_heads is None else max_heads
@@ -76,19 +88,55 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
     return params
 
 
+def _aligned_maps(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled, **options):
+    """Each chosen example's maps (`split_maps` with `options`), parse and word alignment; the parses are
+    stored once per split."""
+    split, limit = params["split"], params["limit"]
+
+    def parsing(share: float) -> None:
+        check_cancelled(cancelled)
+        progress(PARSE_SHARE * share)
+
+    parses = engine.split_parses(split, limit, parsing)
+    examples = engine.task.select(split, limit)
+    maps = split_maps(engine, split, limit, lambda share: progress(PARSE_SHARE + (1 - PARSE_SHARE) * share),
+                      cancelled, **options)
+    for example in maps:
+        source = examples[example.position]
+        parse = parses[example.position]
+        yield example, parse, engine.alignment(parse, example.tokens, source.text, source.text_pair, truncate=True)
+
+
 def _stats(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
     """Per-head statistics; under ``norm`` each row is first divided by its sum (docs/api.md), so a share
     is the part of what the head moves into a token that comes from [CLS], [SEP], ..."""
     tokenizer = engine.model.tokenizer
     measure = params.get("measure", "weights")
     accumulator = StatsAccumulator(engine.model.num_layers, engine.model.num_heads, tokenizer.sep_token,
-                                   tokenizer.all_special_tokens, word_level=params["word_level"])
-    for example in split_maps(engine, params["split"], params["limit"], progress, cancelled, measure=measure):
+                                   word_level=params["word_level"])
+    if params["word_level"]:
+        examples = _aligned_maps(engine, params, progress, cancelled, measure=measure)
+    else:
+        examples = ((e, None, None) for e in split_maps(engine, params["split"], params["limit"], progress,
+                                                         cancelled, measure=measure))
+    for example, _parse, alignment in examples:
         maps = example.maps
         if measure == "norm":
             maps = maps / np.maximum(maps.sum(axis=-1, keepdims=True), np.finfo(np.float32).tiny)
-        accumulator.add(maps, example.tokens)
+        if alignment is None:
+            accumulator.add(maps, example.tokens)
+        else:  # rows summing to 1 before the merge still do after it
+            accumulator.add(alignment.merge(maps), alignment.entries)
     return {"split": params["split"], "measure": measure, **accumulator.result()}
+
+
+def _syntax(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
+    accumulator = SyntaxAccumulator(engine.model.num_layers, engine.model.num_heads)
+    for example, parse, alignment in _aligned_maps(engine, params, progress, cancelled, ablate=params["ablate"],
+                                                   mode=params["mode"] or "zero"):
+        accumulator.add(alignment.merge(example.maps), alignment, parse)
+    return {"split": params["split"], "mode": params["mode"], "ablate": params["ablate"],
+            "parser": engine.parser.name, **accumulator.result()}
 
 
 def _patterns(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
@@ -122,6 +170,8 @@ def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_pro
         return attention_similarity(engine, base_model, split, limit, **common)
     if kind == "layers":
         return layer_readouts(engine, params["ablate"], mode, split, limit, **common)
+    if kind == "syntax":
+        return _syntax(engine, params, progress, cancelled)
     raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
 
 
@@ -136,6 +186,9 @@ def result_rows(result: dict) -> list[dict]:
                 row["labels"] = " ".join(head["labels"])
             rows.append(row)
         return rows
+    if "relations" in result:  # syntax: one row per relation and direction (the accuracy grid in JSON only)
+        return [{**{k: v for k, v in r.items() if k not in ("accuracy", "best_head")},
+                 "best_head": "L{}H{}".format(*r["best_head"])} for r in result["relations"]]
     if "points" in result:  # pruning
         return [{**{k: v for k, v in p.items() if k not in ("heads", "ci95")}, **_interval(p.get("ci95"))}
                 for p in result["points"]]

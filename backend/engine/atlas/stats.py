@@ -4,9 +4,10 @@ A *map* is one example's attention of every head of a layer, ``[heads, n, n]`` o
 tokens (no padding), rows = queries, each row summing to 1. :class:`StatsAccumulator` adds maps up so
 that every real query token of every example weighs the same, as docs/api.md's ``stats`` result asks.
 
-Word level (Clark et al., section 3): a word split into several wordpieces receives the *sum* of the
-attention given to its pieces and gives the *mean* of the attention its pieces give, so rows still
-sum to 1. :func:`word_groups` finds the words, :func:`merge_words` merges a map.
+Word level (Clark et al., section 3): the caller merges each map to spaCy's words first
+(:meth:`headscope.engine.words.Alignment.merge`: a word receives the *sum* of the attention given to its
+pieces and gives the *mean* of the attention its pieces give, so rows still sum to 1), and passes the
+word-level entries as the tokens; ``word_level`` only records that it did.
 """
 
 from __future__ import annotations
@@ -42,49 +43,6 @@ def is_punctuation(token: str) -> bool:
     """True when every character of the token's text is a Unicode punctuation character (category P*)."""
     text = strip_marker(token)
     return bool(text) and all(unicodedata.category(ch).startswith("P") for ch in text)
-
-
-def word_groups(tokens: Sequence[str], special_tokens: Sequence[str] = ()) -> list[int]:
-    """The word index of each token: special tokens are words of their own; ``##x`` continues a word
-    (WordPiece); in marker-style vocabularies (``Ġ``/``▁``) a token without the marker continues one."""
-    special = set(special_tokens)
-    marker_style = any(t[:1] in WORD_MARKERS for t in tokens if t not in special)
-    groups: list[int] = []
-    previous_special = True
-    for token in tokens:
-        is_special = token in special
-        if is_special or not groups or previous_special:
-            continues = False
-        elif marker_style:
-            continues = token[:1] not in WORD_MARKERS
-        else:
-            continues = token.startswith("##")
-        groups.append(groups[-1] if continues else (groups[-1] + 1 if groups else 0))
-        previous_special = is_special
-    return groups
-
-
-def merge_words(weights: np.ndarray, groups: Sequence[int]) -> np.ndarray:
-    """``[heads, n, n]`` -> ``[heads, words, words]``: sum the attention TO a word's pieces, average the
-    attention FROM them (Clark et al.). Rows still sum to 1."""
-    index = np.asarray(groups)
-    count = int(index.max()) + 1
-    onehot = np.zeros((len(index), count), dtype=np.float64)
-    onehot[np.arange(len(index)), index] = 1.0
-    to_words = weights.astype(np.float64) @ onehot  # [heads, n, words]: summed over each word's keys
-    sizes = onehot.sum(axis=0)
-    return np.einsum("nw,hnv->hwv", onehot / sizes, to_words)  # mean over each word's queries
-
-
-def merge_word_tokens(tokens: Sequence[str], groups: Sequence[int]) -> list[str]:
-    """One string per word: its pieces joined without markers (special tokens kept as they are)."""
-    words: list[list[str]] = []
-    for token, group in zip(tokens, groups, strict=True):
-        if group == len(words):
-            words.append([token])
-        else:
-            words[group].append(strip_marker(token))
-    return ["".join(pieces) for pieces in words]
 
 
 def head_sums(weights: np.ndarray, tokens: Sequence[str], sep_token: str | None) -> tuple[np.ndarray, int]:
@@ -146,7 +104,6 @@ class StatsAccumulator:
     num_layers: int
     num_heads: int
     sep_token: str | None
-    special_tokens: Sequence[str] = ()
     word_level: bool = False
     examples: int = 0
     rows: np.ndarray = field(init=False)
@@ -157,13 +114,9 @@ class StatsAccumulator:
         self.rows = np.zeros(self.num_layers)
 
     def add(self, maps: np.ndarray, tokens: Sequence[str]) -> None:
-        """One example: ``maps [layers, heads, n, n]`` over its real tokens."""
-        if self.word_level:
-            groups = word_groups(tokens, self.special_tokens)
-            tokens = merge_word_tokens(tokens, groups)
+        """One example: ``maps [layers, heads, n, n]`` over its real tokens (or word-level entries)."""
         for layer in range(self.num_layers):
-            layer_maps = merge_words(maps[layer], groups) if self.word_level else maps[layer]
-            sums, count = head_sums(layer_maps, tokens, self.sep_token)
+            sums, count = head_sums(maps[layer], tokens, self.sep_token)
             self.sums[layer] += sums
             self.rows[layer] += count
         self.examples += 1
