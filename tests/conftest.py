@@ -132,6 +132,22 @@ def make_task(dev: int = 40, train: int = 30, pairs: bool = False, seed: int = 1
 
 
 @pytest.fixture(scope="session")
+def family_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny saved classifier per family, and ModernBERT pooling the first token as "modernbert-cls"
+    (built once per session, a few seconds each; shared by the families' and the layers' tests)."""
+    root = tmp_path_factory.mktemp("families")
+    dirs = {kind: build_model_dir(root / kind, kind=kind, seed=3, train_steps=12) for kind in KINDS}
+    dirs["modernbert-cls"] = build_model_dir(root / "modernbert-cls", kind="modernbert", seed=4, train_steps=12,
+                                             classifier_pooling="cls")
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def family_models(family_dirs: dict[str, Path]) -> dict[str, LoadedModel]:
+    return {kind: load_model(directory, max_tokens=48) for kind, directory in family_dirs.items()}
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model_dir(tmp_path_factory.mktemp("tiny-bert"))
 

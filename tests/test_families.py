@@ -19,27 +19,12 @@ from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
 from transformers import AutoModelForSequenceClassification, DebertaV2Config
 
-from tests.conftest import KINDS, build_model_dir, make_task
+from tests.conftest import KINDS, make_task
 
 TEXTS = ["the movie was very good .", "bad plot , awful acting but fun", "love",
          "not boring ! great film and very fun acting but the plot was bad , awful"]  # the last: > 9 tokens
 
-FAMILY_MODELS = [*KINDS, "modernbert-cls"]
-
-
-@pytest.fixture(scope="session")
-def family_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """One tiny saved classifier per family (built once per session, a few seconds each)."""
-    root = tmp_path_factory.mktemp("families")
-    dirs = {kind: build_model_dir(root / kind, kind=kind, seed=3, train_steps=12) for kind in KINDS}
-    dirs["modernbert-cls"] = build_model_dir(root / "modernbert-cls", kind="modernbert", seed=4, train_steps=12,
-                                             classifier_pooling="cls")
-    return dirs
-
-
-@pytest.fixture(scope="session")
-def family_models(family_dirs: dict[str, Path]) -> dict[str, LoadedModel]:
-    return {kind: load_model(directory, max_tokens=48) for kind, directory in family_dirs.items()}
+FAMILY_MODELS = [*KINDS, "modernbert-cls"]  # the models of the `family_dirs` fixture (conftest)
 
 
 def reference_model(directory: Path):

@@ -25,25 +25,16 @@ from headscope.engine.atlas.layers import (
 )
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import Intervention, intervene
-from headscope.engine.model import LoadedModel, load_model
+from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Example, Task
 from headscope.settings import Settings
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from tests.conftest import LABELS, build_model_dir, make_task
+from tests.conftest import KINDS, LABELS, make_task
 
-FAMILIES = ("bert", "roberta", "electra")
-
-
-@pytest.fixture(scope="module")
-def family_models(tmp_path_factory: pytest.TempPathFactory, tiny_model: LoadedModel) -> dict[str, LoadedModel]:
-    models = {"bert": tiny_model}
-    for kind in FAMILIES[1:]:
-        models[kind] = load_model(build_model_dir(tmp_path_factory.mktemp(f"tiny-{kind}"), kind=kind, seed=3),
-                                  max_tokens=48)
-    return models
+FAMILIES = (*KINDS, "modernbert-cls")  # the models of conftest's `family_models`
 
 
 def engine_for(model: LoadedModel, tmp_path: Path, task: Task | None = None) -> Engine:
@@ -56,21 +47,41 @@ def own_hidden_states(engine: Engine, split: str, ablate, mode: str) -> tuple[li
     model = engine.model
     disabled = engine.disabled_tensor(ablate)[None]
     means = engine.head_means() if mode == "mean" and ablate else None
+    # transformers reports ModernBERT's last hidden state after its final norm (the others' as the last
+    # layer outputs it): take the state the final norm reads instead, as the other layers are reported
+    final_norm = getattr(getattr(model.model, "model", None), "final_norm", None)
+    seen: list[torch.Tensor] = []
+    hook = final_norm.register_forward_pre_hook(lambda _, args: seen.append(args[0])) if final_norm else None
     states, logits = [], []
-    for example in engine.task.split(split):
-        batch = model.encode_batch([example.text], [example.text_pair])
-        with torch.inference_mode(), intervene(Intervention(disabled=disabled, mode=mode, means=means)):
-            out = model.model(**batch, output_hidden_states=True)
-        states.append(torch.stack(out.hidden_states)[:, 0].numpy())
-        logits.append(out.logits[0].numpy())
+    try:
+        for example in engine.task.split(split):
+            batch = model.encode_batch([example.text], [example.text_pair])
+            with torch.inference_mode(), intervene(Intervention(disabled=disabled, mode=mode, means=means)):
+                out = model.model(**model.inputs(batch), output_hidden_states=True)
+            hidden = list(out.hidden_states)
+            if final_norm is not None:
+                hidden[-1] = seen.pop()
+            states.append(torch.stack(hidden)[:, 0].numpy())
+            logits.append(out.logits[0].numpy())
+    finally:
+        if hook is not None:
+            hook.remove()
     return states, np.stack(logits)
 
 
 def family_head(model: LoadedModel, states: torch.Tensor) -> torch.Tensor:
-    """The classification head of each family written out from transformers' modules."""
-    hf = model.model
-    if model.adapter.prefix == "bert":
+    """Each family's classification head written out from transformers' modules (one unpadded example)."""
+    hf, family = model.model, type(model.model).__name__
+    if family.startswith("Bert"):
         return hf.classifier(hf.bert.pooler(states))
+    if family.startswith("DistilBert"):
+        return hf.classifier(torch.relu(hf.pre_classifier(states[:, 0])))
+    if family.startswith("Albert"):
+        return hf.classifier(hf.albert.pooler_activation(hf.albert.pooler(states[:, 0])))
+    if family.startswith("ModernBert"):
+        normed = hf.model.final_norm(states)
+        pooled = normed.mean(dim=1) if hf.config.classifier_pooling == "mean" else normed[:, 0]
+        return hf.classifier(hf.head(pooled))
     return hf.classifier(states)  # RoBERTa's and ELECTRA's heads read the first token themselves
 
 
@@ -197,23 +208,24 @@ def test_job_parameters_are_canonical_and_checked(engine: Engine) -> None:
     assert rows == [{"layer": 0, "lens": 0.5, "probe": 0.6}]
 
 
-def test_principal_components_against_the_covariance_eigendecomposition() -> None:
+def test_principal_components_against_numpys_svd() -> None:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6)) + rng.normal(size=6) * 10
     coordinates, explained, components = principal_components(x)
     centred = x - x.mean(axis=0)
-    values, vectors = np.linalg.eigh(np.cov(centred, rowvar=False))
-    order = np.argsort(values)[::-1]
-    np.testing.assert_allclose(explained, values[order[:2]] / values.sum(), rtol=1e-9)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    np.testing.assert_allclose(explained, singular[:2] ** 2 / np.sum(singular ** 2), rtol=1e-9)
     for k in range(2):
-        expected = vectors[:, order[k]]
-        expected = expected if expected[np.argmax(np.abs(expected))] > 0 else -expected  # the sign rule
+        expected = vt[k] if vt[k][np.argmax(np.abs(vt[k]))] > 0 else -vt[k]  # the sign rule
         np.testing.assert_allclose(components[k], expected, atol=1e-9)
         np.testing.assert_allclose(coordinates[:, k], centred @ expected, atol=1e-8)
         assert components[k][np.argmax(np.abs(components[k]))] > 0
     # flipping the data flips the raw SVD signs, never the reported ones
     np.testing.assert_allclose(principal_components(-x)[2], components, atol=1e-9)
     assert principal_components(x[:1])[1].tolist() == [0.0, 0.0]  # one example: no variance to share
+    line = principal_components(np.outer(np.arange(5.0), [1.0, -3.0, 2.0]))  # rank 1: one component
+    assert line[1][0] == pytest.approx(1.0) and line[1][1] == 0.0 and not line[2][1].any()
+    assert line[2][0] == pytest.approx(np.array([-1.0, 3.0, -2.0]) / np.sqrt(14))  # largest loading positive
 
 
 @pytest.mark.parametrize("pooling", ["first", "mean"])

@@ -166,6 +166,7 @@ class Limits(BaseModel):
     max_text_chars: int
     max_body_bytes: int
     max_examples_page: int
+    max_representations: int = Field(description="Most examples one /api/representations request projects.")
     concurrency: int
     queue_size: int
 

@@ -9,6 +9,7 @@ from headscope.api.schemas import (
     ABLATION_MODE_MEANINGS,
     MAX_EXAMPLES_PAGE,
     MAX_TEXT_CHARS,
+    REPRESENTATIONS_CAP,
     Limits,
     ModelResponse,
 )
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/api", tags=["model"])
 async def describe_model(engine: EngineDep, gate: GateDep, settings: SettingsDep) -> ModelResponse:
     limits = Limits(max_tokens=engine.model.max_tokens, max_text_chars=MAX_TEXT_CHARS,
                     max_body_bytes=settings.max_body_bytes, max_examples_page=MAX_EXAMPLES_PAGE,
+                    max_representations=REPRESENTATIONS_CAP,
                     concurrency=gate.concurrency, queue_size=gate.queue_size)
     description = engine.describe()
     return ModelResponse(**description, ablation_modes=ABLATION_MODE_MEANINGS, limits=limits)
