@@ -99,9 +99,8 @@ class Session:
                   measure: str = "weights") -> Attention:
         """Every head's attention for one input under a mask (``POST /api/attention`` with every head)."""
         mask = self._mask(ablate)
+        measure = self.engine.check_measure(measure)
         result = self.engine.attention(text, text_pair, mask, mode)
-        if measure not in ("weights", "norm", "rollout"):
-            raise InputError(f"unknown measure {measure!r}; allowed: weights, norm, rollout")
         return Attention(tokens=result.tokens, segments=result.segments, label=result.label, probs=result.probs,
                          labels=self.engine.model.labels, weights=np.asarray(result.maps(measure)), mode=mode,
                          measure=measure, ablate=mask)

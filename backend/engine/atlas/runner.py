@@ -31,6 +31,7 @@ from headscope.engine.atlas.syntax import SyntaxAccumulator
 from headscope.engine.engine import Engine
 from headscope.engine.errors import InputError
 from headscope.engine.interventions import ABLATION_MODES
+from headscope.engine.measures import HEAD_MEASURES
 from headscope.engine.words import require_offsets
 
 CONTRACT_KINDS = ("single-head", "layer", "importance", "pruning", "stats", "patterns")
@@ -38,9 +39,6 @@ KINDS = (*CONTRACT_KINDS, "greedy", "similarity", "layers", "syntax")
 MASKED_KINDS = ("layers", "syntax")  # kinds that run under a head mask (`ablate`)
 DEFAULT_MAX_HEADS = 5
 PARSE_SHARE = 0.2  # of a syntax job's progress bar, for parsing (when the parses are not stored yet)
-
-
-STATS_MEASURES = ("weights", "norm")  # per-head measures; rollout has no heads to describe
 
 
 def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split: str | None = None,
@@ -65,8 +63,8 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
     if kind == "stats":
         params["word_level"] = bool(word_level)
         params["measure"] = measure or "weights"
-        if params["measure"] not in STATS_MEASURES:
-            raise InputError(f"stats measure {measure!r} is not allowed; allowed: {', '.join(STATS_MEASURES)} "
+        if params["measure"] not in HEAD_MEASURES:
+            raise InputError(f"stats measure {measure!r} is not allowed; allowed: {', '.join(HEAD_MEASURES)} "
                              "(rollout is per layer, not per head)")
     elif measure not in (None, "weights"):
         raise InputError(f"measure applies to the stats job only; {kind} reads the weights")
