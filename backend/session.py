@@ -96,14 +96,23 @@ class Session:
         return self.engine.describe()
 
     def attention(self, text: str, text_pair: str | None = None, ablate: Iterable[Head] = (), mode: str = "zero",
-                  measure: str = "weights") -> Attention:
-        """Every head's attention for one input under a mask (``POST /api/attention`` with every head)."""
+                  measure: str = "weights", level: str = "token") -> Attention:
+        """Every head's attention for one input under a mask (``POST /api/attention`` with every head);
+        ``level="word"`` merges the maps to spaCy's words as the API does (Clark et al.)."""
         mask = self._mask(ablate)
         measure = self.engine.check_measure(measure)
+        if level not in ("token", "word"):
+            raise InputError(f"unknown level {level!r}; allowed: token, word")
         result = self.engine.attention(text, text_pair, mask, mode)
-        return Attention(tokens=result.tokens, segments=result.segments, label=result.label, probs=result.probs,
-                         labels=self.engine.model.labels, weights=np.asarray(result.maps(measure)), mode=mode,
-                         measure=measure, ablate=mask)
+        tokens, segments, maps = result.tokens, result.segments, np.asarray(result.maps(measure))
+        if level == "word":
+            from headscope.engine.words import require_offsets
+
+            require_offsets(self.engine.model.tokenizer)
+            words = self.engine.word_alignment(result.tokens, text, text_pair)
+            tokens, segments, maps = words.entries, words.entry_segments(result.segments), words.merge(maps)
+        return Attention(tokens=tokens, segments=segments, label=result.label, probs=result.probs,
+                         labels=self.engine.model.labels, weights=maps, mode=mode, measure=measure, ablate=mask)
 
     def evaluate(self, ablate: Iterable[Head] = (), mode: str = "zero", split: str | None = None,
                  limit: int | None = None) -> Answer:

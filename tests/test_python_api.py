@@ -76,6 +76,11 @@ def test_numbers_equal_the_http_apis_for_the_same_requests(hs: Session, tiny_mod
         rollout = client.post("/api/attention", json={"text": TEXT, "measure": "rollout", "ablate": MASK}).json()
         layers = np.array([entry["values"] for entry in rollout["layers"]])
         np.testing.assert_allclose(layers, hs.attention(TEXT, ablate=MASK, measure="rollout").weights, atol=1e-5)
+        words = client.post("/api/attention", json={"text": TEXT, "measure": "norm", "level": "word"}).json()
+        mine = hs.attention(TEXT, measure="norm", level="word")
+        assert words["tokens"] == mine.tokens and words["segments"] == mine.segments
+        http_maps = np.array([h["values"] for h in words["heads"]]).reshape(mine.weights.shape)
+        np.testing.assert_allclose(http_maps, mine.weights, atol=1e-5)
 
 
 def test_the_session_shares_the_servers_store(hs: Session) -> None:
