@@ -130,7 +130,8 @@ def prepare(
     ] = None,
 ) -> None:
     """Build the embedded default model (MiniLM-L6 fine-tuned on Rotten Tomatoes sentences) and exit."""
-    from headscope.engine.default_model import PrepareError, load_metadata, prepare_default_model
+    from headscope.engine.default_model import load_metadata, prepare_default_model
+    from headscope.engine.errors import PrepareError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     settings = Settings(cache_dir=cache_dir) if cache_dir is not None else Settings()

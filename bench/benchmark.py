@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 import torch
-from headscope.engine.default_model import METADATA_FILE, default_model_dir, load_builtin_task
+from headscope.engine.builtin_tasks import load_builtin_task
+from headscope.engine.default_model import METADATA_FILE, default_model_dir
 from headscope.engine.workspace import build_engine
 from headscope.settings import Settings
 from transformers import AutoTokenizer

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check of issue 6: the engine's GPU tests (tests/test_gpu.py), then the speed benchmark on a
-# randomly initialised bert-base-sized classifier (bench/gpu_bench.py), in under 5 minutes on one H100.
+# The GPU check of issue 6: the engine's GPU checks (bench/gpu_checks.py, the same functions as
+# tests/test_gpu.py, run without pytest), then the speed benchmark on a randomly initialised
+# bert-base-sized classifier (bench/gpu_bench.py), in under 5 minutes on one H100.
 #
 #   bash bench/gpu_check.sh                # full size on CUDA, quick size on CPU
 #   bash bench/gpu_check.sh --size quick   # extra arguments go to bench.gpu_bench
 #
-# Needs python3 with torch and transformers, nothing else, and no network: pytest and its few
-# dependencies come from the wheels in bench/wheels (unpacked onto PYTHONPATH, not installed).
+# Needs python3 with torch and transformers (and headscope's engine on the path), nothing else, and no
+# network.
 # Results go to $OUT when set (the GPU machine's return folder), else bench/results/.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -14,18 +15,6 @@ PYTHON="${PYTHON:-python3}"
 RESULTS="${OUT:-bench/results}"
 mkdir -p "$RESULTS"
 started=$(date +%s)
-
-# only what is missing, so an installed packaging/pygments is never shadowed
-site=""
-for wheel in bench/wheels/*.whl; do
-  module=$(basename "$wheel" | cut -d- -f1 | tr 'A-Z' 'a-z')
-  if ! "$PYTHON" -c "import $module" 2>/dev/null; then
-    site="${site:-$(mktemp -d)}"
-    "$PYTHON" -m zipfile -e "$wheel" "$site"
-    echo "unpacked $(basename "$wheel")"
-  fi
-done
-if [ -n "$site" ]; then export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"; fi
 
 "$PYTHON" - <<'EOF'
 import platform, torch, transformers
@@ -37,8 +26,8 @@ if cuda:
     print(f"memory: {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB")
 EOF
 
-echo "== engine GPU tests (tests/test_gpu.py)"
-timeout 150 "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$RESULTS/gpu_tests.txt"
+echo "== engine GPU checks (bench/gpu_checks.py)"
+timeout 150 "$PYTHON" -m bench.gpu_checks 2>&1 | tee "$RESULTS/gpu_tests.txt"
 tests_status=${PIPESTATUS[0]}
 
 echo "== speed benchmark (bench/gpu_bench.py)"

@@ -18,7 +18,6 @@ import os
 import platform
 import queue
 import random
-import socket
 import statistics
 import sys
 import threading
@@ -64,26 +63,12 @@ def require_loopback(url: str) -> None:
 @contextmanager
 def local_server() -> Iterator[str]:
     """The API from HEADSCOPE_* settings, served by uvicorn in a thread on 127.0.0.1 at a free port."""
-    import uvicorn
-    from headscope.api.app import create_app, server_config
+    from headscope.api.app import create_app
+    from headscope.server import serve_in_thread
     from headscope.settings import Settings
 
-    settings = Settings(host="127.0.0.1")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_config(create_app(settings), settings, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:  # the lifespan loads the model first
-        if not thread.is_alive():
-            sys.exit("the API failed to start; see the log above")
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with serve_in_thread(lambda _url: create_app(Settings(host="127.0.0.1")), start_timeout_s=1800) as url:
+        yield url
 
 
 def plan_calls(model: dict, texts: list[str], count: int, attention_share: float, modes: list[str],

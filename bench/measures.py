@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-from headscope.engine.default_model import METADATA_FILE, default_model_dir, load_builtin_task
+from headscope.engine.builtin_tasks import load_builtin_task
+from headscope.engine.default_model import METADATA_FILE, default_model_dir
 from headscope.settings import Settings
 from transformers import AutoTokenizer
 

@@ -1,134 +1,19 @@
 """Shared fixtures: tiny BERT-family classifiers saved with `save_pretrained` and loaded back through
-headscope's production loader, plus small tasks made of their vocabulary."""
+headscope's production loader, a small task, engines over them, a spaCy parser. Builders live in
+tests/helpers.py."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
-import torch
 from headscope.engine.engine import Engine
 from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
-from headscope.engine.tasks import Example, Task
+from headscope.engine.tasks import Task
 from headscope.engine.words import Parser
-from transformers import (
-    AlbertConfig,
-    AlbertForSequenceClassification,
-    BertConfig,
-    BertForSequenceClassification,
-    BertTokenizerFast,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
-    ElectraConfig,
-    ElectraForSequenceClassification,
-    ModernBertConfig,
-    ModernBertForSequenceClassification,
-    RobertaConfig,
-    RobertaForSequenceClassification,
-)
 
-WORDS = ["the", "movie", "film", "was", "is", "good", "great", "bad", "awful", "not", "very", "plot",
-         "acting", "and", "but", "a", "boring", "fun", "love", "hate", ".", ",", "!", "?"]
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-LABELS = ["negative", "positive"]
-TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=37,
-            max_position_embeddings=64, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-            id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
-
-
-def _save_tokenizer(directory: Path) -> BertTokenizerFast:
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
-                               + list("abcdefghijklmnopqrstuvwxyz")))
-    tokenizer = BertTokenizerFast(str(vocab))
-    tokenizer.save_pretrained(directory)
-    return tokenizer
-
-
-NO_SEGMENTS = ("distilbert", "modernbert")  # families whose models take no token_type_ids
-KINDS = ("bert", "roberta", "electra", "distilbert", "albert", "modernbert")
-
-
-def _fit(model, tokenizer, steps: int, seed: int, segments: bool = True) -> None:
-    """A few optimiser steps on the toy sentiment rule, so predictions vary and ablations flip some."""
-    rows = make_sentences(256, seed=seed + 100)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(steps):
-        chunk = rows[(step * 32) % 256:(step * 32) % 256 + 32]
-        batch = tokenizer([t for t, _ in chunk], padding=True, return_tensors="pt", return_token_type_ids=segments)
-        loss = model(**batch, labels=torch.tensor([y for _, y in chunk])).loss
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    model.eval()
-
-
-def build_model_dir(directory: Path, kind: str = "bert", seed: int = 0, train_steps: int = 40,
-                    **overrides) -> Path:
-    """Save a tiny classifier of `kind` (one of :data:`KINDS`), briefly trained, to `directory`.
-
-    ModernBERT: layers 0 and 2 global, layer 1 local with a window of 4 tokens either side; its head
-    pools the mean over real tokens unless ``classifier_pooling="cls"`` is passed."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = _save_tokenizer(directory)
-    torch.manual_seed(seed)
-    settings = {**TINY, "vocab_size": len(tokenizer), **overrides}
-    if kind == "bert":
-        model = BertForSequenceClassification(BertConfig(**settings))
-    elif kind == "roberta":
-        model = RobertaForSequenceClassification(RobertaConfig(pad_token_id=0, **settings))
-    elif kind == "electra":
-        model = ElectraForSequenceClassification(ElectraConfig(embedding_size=16, **settings))
-    elif kind == "albert":
-        model = AlbertForSequenceClassification(AlbertConfig(embedding_size=16, pad_token_id=0,
-                                                             classifier_dropout_prob=0.1, **settings))
-    elif kind == "distilbert":
-        model = DistilBertForSequenceClassification(DistilBertConfig(
-            vocab_size=settings["vocab_size"], dim=settings["hidden_size"], n_layers=settings["num_hidden_layers"],
-            n_heads=settings["num_attention_heads"], hidden_dim=settings["intermediate_size"],
-            max_position_embeddings=settings["max_position_embeddings"], dropout=0.1, attention_dropout=0.1,
-            pad_token_id=0, id2label=settings["id2label"], label2id=settings["label2id"]))
-    elif kind == "modernbert":
-        keep = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings", "id2label", "label2id")
-        config = {k: settings[k] for k in keep} | {
-            "global_attn_every_n_layers": 2, "local_attention": 8, "classifier_pooling": "mean",
-            "pad_token_id": 0, "cls_token_id": 2, "sep_token_id": 3, "bos_token_id": 2, "eos_token_id": 3,
-            "attention_dropout": 0.1, "mlp_dropout": 0.1, "embedding_dropout": 0.1,
-        } | {k: v for k, v in overrides.items() if k not in keep}
-        model = ModernBertForSequenceClassification(ModernBertConfig(**config))
-    else:
-        raise ValueError(kind)
-    _fit(model, tokenizer, train_steps, seed, segments=kind not in NO_SEGMENTS)
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
-
-
-def make_sentences(count: int, seed: int = 1) -> list[tuple[str, int]]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        words = rng.choices(WORDS, k=rng.randint(2, 14))
-        label = int(sum(w in ("good", "great", "fun", "love") for w in words)
-                    >= sum(w in ("bad", "awful", "boring", "hate") for w in words))
-        rows.append((" ".join(words), label))
-    return rows
-
-
-def make_task(dev: int = 40, train: int = 30, pairs: bool = False, seed: int = 1) -> Task:
-    sentences = make_sentences(dev + train, seed)
-
-    def examples(rows: list[tuple[str, int]]) -> list[Example]:
-        return [Example(i, text, ("a plot ." if pairs and i % 2 else None) if pairs else None, label)
-                for i, (text, label) in enumerate(rows)]
-
-    splits = {"dev": examples(sentences[:dev])}
-    if train:
-        splits["train"] = examples(sentences[dev:])
-    return Task(name="tiny", labels=LABELS, metric="accuracy", splits=splits)
+from tests.helpers import KINDS, build_model_dir, make_task
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import schemathesis
-from conftest import WORDS
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
 from headscope.engine.engine import Engine
@@ -24,6 +23,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from tests.helpers import WORDS
 
 INTERNALS = ("Traceback", 'File "', "/work/", "site-packages")
 EXAMPLES_PER_OPERATION = 30

@@ -4,7 +4,6 @@ at once each getting exactly their own answer, and a server that stays responsiv
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,14 +13,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
-import uvicorn
-from conftest import make_task
-from headscope.api.app import create_app, server_config
+from headscope.api.app import create_app
 from headscope.engine.engine import Engine
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
+from headscope.server import serve_in_thread
 from headscope.settings import Settings
+
+from tests.helpers import make_task
 
 TEXTS = ["the movie was good", "awful plot and boring acting", "not very fun , but great",
          "i love the film !", "the acting is bad", "a great plot", "very very good movie", "hate it ."]
@@ -32,24 +31,9 @@ MODES = ["zero", "uniform", "mean", "zero", "uniform", "mean", "zero", "uniform"
 
 @contextmanager
 def serving(engine: Engine, tmp_path: Path, **settings) -> Iterator[str]:
-    """A uvicorn server for the app on 127.0.0.1 at a free port, in a thread; yields its base URL."""
-    config = Settings(cache_dir=tmp_path, **settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_config(create_app(config, engine=engine), config, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    """The app for `engine` served by a real uvicorn on a loopback port; yields its base URL."""
+    with serve_in_thread(lambda _url: create_app(Settings(cache_dir=tmp_path, **settings), engine=engine)) as url:
+        yield url
 
 
 def fresh_engine(model: LoadedModel, tmp_path: Path, name: str, **task) -> Engine:
@@ -57,20 +41,15 @@ def fresh_engine(model: LoadedModel, tmp_path: Path, name: str, **task) -> Engin
 
 
 def wait_for(url: str, condition, timeout: float = 20.0) -> dict:
-    """Poll /api/health until `condition(body)` holds."""
+    """Ask /api/health until `condition(body)` holds: the gate's counters are the server's own state, and
+    this is the only place a client can observe them."""
     deadline = time.monotonic() + timeout
     while True:
         body = httpx.get(f"{url}/api/health").json()
         if condition(body):
             return body
         assert time.monotonic() < deadline, f"health never reached the expected state: {body}"
-        time.sleep(0.02)
-
-
-def timed_get(url: str) -> tuple[float, httpx.Response]:
-    started = time.perf_counter()
-    response = httpx.get(url, timeout=10)
-    return time.perf_counter() - started, response
+        time.sleep(0.02)  # polling a counter over HTTP: the server has no event to wait on
 
 
 def test_every_endpoint_over_a_real_socket(engine: Engine, tmp_path: Path) -> None:
@@ -139,12 +118,10 @@ def test_full_queue_is_429_with_retry_after_while_health_model_and_stored_result
             assert "queue_size=2" in refused.json()["detail"] and "concurrency=1" in refused.json()["detail"]
             refused_attention = httpx.post(f"{url}/api/attention", json={"text": "good"}, timeout=10)
             assert refused_attention.status_code == 429
+            # The engine's lock is held by this test: whatever answers now never waited for the model.
             for path in ("/api/health", "/api/model"):
-                elapsed, response = timed_get(url + path)
-                assert response.status_code == 200 and elapsed < 1.0, (path, elapsed)
-            started = time.perf_counter()
+                assert httpx.get(url + path, timeout=10).status_code == 200, path
             again = httpx.post(f"{url}/api/evaluate", json={"ablate": [[2, 2]]}, timeout=10).json()
-            assert time.perf_counter() - started < 1.0
             assert again["cached"] is True and again["score"] == stored.score
             assert not any(future.done() for future in pending)
         results = [future.result().json() for future in pending]
@@ -156,11 +133,11 @@ def test_full_queue_is_429_with_retry_after_while_health_model_and_stored_result
 def test_interactive_calls_go_ahead_of_queued_evaluations(engine: Engine, tmp_path: Path) -> None:
     """One slot: evaluation A runs (held on the engine lock), evaluation B queues, then attention C
     queues. Once A is done, C runs before B, so a click's heatmap does not wait for B's whole split."""
-    finished: dict[str, float] = {}
+    finished: list[str] = []
 
     def post(name: str, path: str, body: dict) -> httpx.Response:
         response = httpx.post(f"{url}{path}", json=body, timeout=60)
-        finished[name] = time.perf_counter()
+        finished.append(name)
         return response
 
     with serving(engine, tmp_path, concurrency=1, queue_size=4) as url, ThreadPoolExecutor(3) as pool:
@@ -172,24 +149,4 @@ def test_interactive_calls_go_ahead_of_queued_evaluations(engine: Engine, tmp_pa
             calls.append(pool.submit(post, "C", "/api/attention", {"text": TEXTS[0], "heads": [[0, 0]]}))
             wait_for(url, lambda body: body["waiting"] == 2)
         assert all(call.result().status_code == 200 for call in calls)
-    assert finished["A"] < finished["C"] < finished["B"], finished
-
-
-@pytest.mark.slow
-def test_health_answers_while_a_real_long_evaluation_runs(tiny_model: LoadedModel, tmp_path: Path) -> None:
-    """A whole evaluation of 400 examples without the layer cache (about a second here or more); health must keep
-    answering within a fraction of that while it runs."""
-    busy = Engine(tiny_model, make_task(dev=400, train=0), ResultStore(tmp_path / "busy.sqlite"), batch_size=4,
-                  layer_cache_bytes=0)
-    with serving(busy, tmp_path) as url, ThreadPoolExecutor(1) as pool:
-        evaluation = pool.submit(httpx.post, f"{url}/api/evaluate", json={"ablate": [[1, 1]]}, timeout=120)
-        wait_for(url, lambda body: body["running"] == 1)
-        latencies = []
-        while not evaluation.done():
-            elapsed, response = timed_get(f"{url}/api/health")
-            assert response.json()["running"] in (0, 1)
-            latencies.append(elapsed)
-            time.sleep(0.05)
-        assert evaluation.result().status_code == 200
-    assert len(latencies) >= 3, "the evaluation was too quick to observe"
-    assert max(latencies) < 1.0, latencies
+    assert finished == ["A", "C", "B"]

@@ -11,7 +11,7 @@ from headscope.engine.interventions import Intervention, intervene
 from headscope.engine.model import load_model
 from headscope.engine.store import ResultStore
 
-from tests.conftest import make_task
+from tests.helpers import make_task
 
 
 @pytest.fixture(scope="module")

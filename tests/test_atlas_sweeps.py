@@ -9,7 +9,7 @@ from headscope.engine.engine import Engine
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Example, Task
 
-from tests.conftest import LABELS, make_sentences
+from tests.helpers import LABELS, make_sentences
 
 
 def fresh(engine: Engine, ablate: list, mode: str, split: str = "dev", limit: int | None = None):

@@ -7,14 +7,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from headscope.cli import app
+from headscope.engine.atlas import runner
+from headscope.engine.atlas.cli import sweep
+from headscope.engine.atlas.jobs import JobManager
 from headscope.engine.engine import Engine
 from headscope.engine.model import load_model
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import load_task_file
+from headscope.engine.workspace import build_engine
+from headscope.settings import Settings
 from typer.testing import CliRunner
 
-from tests.conftest import LABELS, make_sentences
+from tests.helpers import LABELS, make_sentences, make_task
 
 
 def write_task(path: Path, rows: int = 12) -> Path:
@@ -67,3 +73,23 @@ def test_version_answers_with_the_installed_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"headscope {version('headscope')}"
+
+
+def test_sweep_writes_json_and_csv_and_stores_the_job(tiny_model_dir: Path, tmp_path: Path) -> None:
+    task_file = tmp_path / "task.csv"
+    with task_file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for example in make_task(dev=16, train=0).select("dev", None):
+            writer.writerow([example.text, "positive" if example.label else "negative"])
+    settings = Settings(model=str(tiny_model_dir), task=str(task_file), cache_dir=tmp_path / "cache", max_tokens=48)
+    result = sweep("single-head", "zero", None, None, tmp_path / "out.json", settings)
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written == result and written["n"] == 16 and len(written["delta"]) == 3
+    sweep("single-head", "zero", None, None, tmp_path / "out.csv", settings)
+    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
+    assert len(rows) == 12 and float(rows[5]["delta"]) == pytest.approx(written["delta"][1][1])
+    # a server on the same cache finds the result stored under the API's job id
+    manager = JobManager(build_engine(settings))
+    job = manager.get(manager.job_id(runner.normalise_params(manager.engine, "single-head", "zero", None, None)))
+    assert job is not None and job.state == "done" and job.result == written

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,20 +17,17 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from headscope.api.app import create_app
 from headscope.app.urlstate import ViewState, to_query
 from headscope.engine.engine import Engine, EvaluationResult
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
-from headscope.server import dashboard_asgi
+from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from tests.conftest import make_task
+from bench.browser import CHROMIUM, chromium
+from tests.helpers import make_task
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOLD_LIMIT_S = 120  # a held evaluation goes on after this even if the test never releases it
 WAIT_MS = 30_000
 
@@ -65,31 +60,18 @@ class Server:
     engine: HeldEvaluations
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def running(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A uvicorn server on a free loopback port serving /api and the dashboard."""
+    """A real uvicorn server on a loopback port serving /api and the dashboard."""
     folder = tmp_path_factory.mktemp("dashboard")
-    port = _free_port()
     engine = HeldEvaluations(tiny_model, make_task(dev=40, train=30), ResultStore(folder / "results.sqlite"),
                              batch_size=8)
-    settings = Settings(cache_dir=folder, host="127.0.0.1", port=port)
-    app = create_app(settings, engine=engine, ui=dashboard_asgi(f"http://127.0.0.1:{port}/api"))
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Server(f"http://127.0.0.1:{port}", engine)
-    uv.should_exit = True
-    thread.join(timeout=10)
+
+    def app(url: str):
+        return create_app(Settings(cache_dir=folder), engine=engine, ui=dashboard_asgi(f"{url}/api"))
+
+    with serve_in_thread(app) as url:
+        yield Server(url, engine)
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +87,8 @@ def api(server: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -176,7 +156,6 @@ def test_focus_then_disable_updates_score_and_url(page, running: Server, server:
     text = api.get("/examples", params={"offset": 0, "limit": 1}).json()["items"][0]["text"]
     served = api.post("/attention", json={"text": text, "heads": [[layer, head]]}).json()["heads"][0]["values"]
     assert np.allclose(shown, served, atol=2e-3)  # float16 on the wire
-    page.wait_for_timeout(300)
     assert calls == [], "focusing a head whose data is in the page must not call the server"
 
     toggle = page.locator(f"[data-head={name}]")
@@ -217,8 +196,9 @@ def test_focus_then_disable_updates_score_and_url(page, running: Server, server:
     for _ in range(6):
         if "off" not in query_of(page.url):
             break
+        before = page.url
         page.go_back()
-        page.wait_for_timeout(200)
+        page.wait_for_function("before => location.href !== before", arg=before)
     page.wait_for_selector(f"[data-head={name}][data-ablated='false']", timeout=WAIT_MS)
     assert settled_score(page) == f"{baseline['score']:.3f}"
 

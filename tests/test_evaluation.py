@@ -12,7 +12,7 @@ from headscope.engine.interventions import Intervention, intervene
 from headscope.engine.metrics import accuracy, f1, mcc
 from headscope.engine.store import ResultStore
 
-from tests.conftest import make_task
+from tests.helpers import make_task
 
 
 def full_rerun_predictions(engine: Engine, ablate, mode: str, split: str = "dev") -> np.ndarray:
@@ -169,3 +169,12 @@ def test_no_split_means_dev_everywhere(engine: Engine) -> None:
     same = engine.evaluate([[1, 2]], "uniform", "dev", 12)
     assert (first.cached, same.cached) == (False, True)
     assert engine.mask([[2, 1], [0, 3], [2, 1]]).pairs() == [[0, 3], [2, 1]]
+
+
+def test_the_api_answers_every_field_of_the_evaluation_record() -> None:
+    from dataclasses import fields
+
+    from headscope.api.schemas import EvaluateResponse
+    from headscope.engine.engine import EvaluationResult
+
+    assert set(EvaluateResponse.model_fields) == {f.name for f in fields(EvaluationResult)} | {"split", "ablate"}

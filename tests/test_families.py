@@ -19,7 +19,7 @@ from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
 from transformers import AutoModelForSequenceClassification, DebertaV2Config
 
-from tests.conftest import KINDS, make_task
+from tests.helpers import KINDS, make_task
 
 TEXTS = ["the movie was very good .", "bad plot , awful acting but fun", "love",
          "not boring ! great film and very fun acting but the plot was bad , awful"]  # the last: > 9 tokens

@@ -13,7 +13,7 @@ from headscope.engine.interventions import Intervention, intervene
 from headscope.engine.model import LoadedModel, load_model
 from transformers import AutoModelForSequenceClassification
 
-from tests.conftest import build_model_dir
+from tests.helpers import build_model_dir
 
 TEXTS = ["the movie was very good .", "bad plot , awful acting but fun", "love", "not boring ! great film"]
 
@@ -118,7 +118,7 @@ def test_mean_mode_uses_the_stored_mean(engine: Engine, tmp_path: Path) -> None:
     assert means.shape == (model.num_layers, model.num_heads, model.head_dim)
     # stored: a fresh engine on the same store reads it back without recomputing
     fresh = Engine(model, engine.task, engine.store)
-    key = fresh._key("head-means", split=engine.task.reference_split)
+    key = fresh.result_key("head-means", split=engine.task.reference_split)
     assert np.array_equal(engine.store.get_array(key), means.numpy())
     # the same mean computed independently from captured outputs over the reference split
     examples = engine.task.split("train")

@@ -1,20 +1,16 @@
-"""Atlas jobs: lifecycle, cancellation, persistence across a restart, the HTTP routes and the CLI function."""
+"""The job manager: lifecycle, deterministic ids, cancellation, failures and persistence across a restart.
+
+The HTTP routes are in test_jobs_http.py, `headscope sweep` in test_cli.py, the atlas page in
+test_atlas_page.py, the similarity analysis in test_atlas_similarity.py."""
 
 from __future__ import annotations
 
-import csv
-import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
-from headscope.api.app import create_app
-from headscope.api.routes import ROUTERS
-from headscope.api.routes import jobs as job_routes
 from headscope.engine.atlas import runner
 from headscope.engine.atlas.common import JobCancelled
 from headscope.engine.atlas.jobs import JobManager
@@ -23,9 +19,8 @@ from headscope.engine.atlas.sweeps import single_head_sweep
 from headscope.engine.engine import Engine
 from headscope.engine.errors import InputError, TaskError
 from headscope.engine.store import ResultStore
-from headscope.settings import Settings
 
-from tests.conftest import make_task
+from tests.helpers import make_task
 
 
 @pytest.fixture
@@ -47,10 +42,9 @@ class Gate:
         self.calls += 1
         self.started.set()
         progress(0.25)
-        while not self.release.is_set():
+        while not self.release.wait(0.01):  # the job's cancel flag is only readable, so it is checked each tick
             if cancelled():
                 raise JobCancelled("cancelled")
-            time.sleep(0.01)
         progress(1.0)
         return {"n": 1, "kind": kind}
 
@@ -105,11 +99,12 @@ def test_cancel_running_and_queued_jobs(manager: JobManager, monkeypatch: pytest
     assert manager.cancel(queued.id).state == "cancelled"
     manager.cancel(running.id)
     assert manager.wait(running.id, timeout=10).state == "cancelled"
-    time.sleep(0.1)
-    assert gate.calls == 1, "a cancelled queued job must never start"
     assert manager.cancel("0" * 16) is None
-    # submitting a cancelled job again runs it afresh
+    # jobs run in order: once a job submitted after the cancelled one is done, that one was passed over
     gate.release.set()
+    assert manager.wait(manager.submit("layer", "zero", "dev", 5).id, timeout=10).state == "done"
+    assert gate.calls == 2, "a cancelled queued job must never start"
+    # submitting a cancelled job again runs it afresh
     assert manager.wait(manager.submit("layer", "zero", "dev", 3).id, timeout=10).state == "done"
 
 
@@ -145,153 +140,3 @@ def test_finished_results_survive_a_restart_without_the_model(tiny_model, tiny_t
     assert other.get(job.id) is None and other.list() == []
     second.close()
     other.close()
-
-
-# -- HTTP ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def client(engine: Engine, tmp_path: Path) -> Iterator[TestClient]:
-    assert job_routes.router in ROUTERS
-    with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as test_client:
-        yield test_client
-
-
-def poll(client: TestClient, job_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(f"/api/jobs/{job_id}").json()
-        if body["state"] not in ("queued", "running") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.05)
-
-
-def test_http_job_lifecycle_matches_the_contract(client: TestClient, engine: Engine) -> None:
-    created = client.post("/api/jobs", json={"kind": "layer", "mode": "uniform", "split": None, "limit": 15})
-    assert created.status_code == 202
-    job_id = created.json()["id"]
-    body = poll(client, job_id)
-    assert body["state"] == "done" and body["progress"] == 1.0 and body["error"] is None
-    result = body["result"]
-    assert (result["metric"], result["mode"], result["n"]) == ("accuracy", "uniform", 15)
-    fresh = engine.evaluate([[1, h] for h in range(4)], "uniform", "dev", 15, use_store=False)
-    assert result["delta"][1] == pytest.approx(fresh.delta)
-    listed = client.get("/api/jobs").json()["jobs"]
-    assert [j["id"] for j in listed] == [job_id] and listed[0]["result"] is None
-    assert client.post("/api/jobs", json={"kind": "layer", "mode": "uniform", "limit": 15}).json()["id"] == job_id
-    assert client.delete(f"/api/jobs/{job_id}").json()["state"] == "done"  # finished jobs stay finished
-
-
-def test_http_patterns_and_stats_results_have_the_contract_shape(client: TestClient) -> None:
-    for kind, fields in (("stats", {"entropy", "to_cls", "to_sep", "to_punct", "to_self", "to_prev", "to_next",
-                                    "confidence", "labels"}),
-                         ("patterns", {"counts"})):
-        job_id = client.post("/api/jobs", json={"kind": kind, "limit": 5}).json()["id"]
-        result = poll(client, job_id)["result"]
-        assert result["n"] == 5 and len(result["heads"]) == 12
-        assert fields <= set(result["heads"][0]) and {"layer", "head"} <= set(result["heads"][0])
-        if kind == "patterns":
-            assert all(sum(h["counts"].values()) == 5 for h in result["heads"])
-
-
-@pytest.mark.parametrize(("body", "words"), [
-    ({"kind": "everything"}, ["kind", "single-head"]),
-    ({"kind": "layer", "mode": "half"}, ["mode", "uniform"]),
-    ({"kind": "layer", "split": "validation"}, ["validation", "dev, train"]),
-    ({"kind": "layer", "limit": 0}, ["limit", "greater than or equal to 1"]),
-    ({"kind": "greedy", "max_heads": 99}, ["max_heads", "1 to 12"]),
-    ({"kind": "layer", "path": "/etc"}, ["path", "unknown field"]),
-])
-def test_http_bad_requests_are_422s_naming_the_problem(client: TestClient, body: dict, words: list[str]) -> None:
-    response = client.post("/api/jobs", json=body)
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    text = json.dumps(response.json())
-    for word in words:
-        assert word in text
-
-
-def test_http_unknown_job_is_a_json_404(client: TestClient) -> None:
-    for response in (client.get("/api/jobs/0123456789abcdef"), client.delete("/api/jobs/nope")):
-        assert response.status_code == 404
-        assert "no job with id" in response.json()["detail"]
-
-
-# -- the CLI function ---------------------------------------------------------------------------------
-def test_sweep_writes_json_and_csv_and_stores_the_job(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from headscope.engine.atlas.cli import sweep
-
-    task_file = tmp_path / "task.csv"
-    with task_file.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for example in make_task(dev=16, train=0).select("dev", None):
-            writer.writerow([example.text, "positive" if example.label else "negative"])
-    settings = Settings(model=str(tiny_model_dir), task=str(task_file), cache_dir=tmp_path / "cache", max_tokens=48)
-    result = sweep("single-head", "zero", None, None, tmp_path / "out.json", settings)
-    written = json.loads((tmp_path / "out.json").read_text())
-    assert written == result and written["n"] == 16 and len(written["delta"]) == 3
-    sweep("single-head", "zero", None, None, tmp_path / "out.csv", settings)
-    rows = list(csv.DictReader((tmp_path / "out.csv").open()))
-    assert len(rows) == 12 and float(rows[5]["delta"]) == pytest.approx(written["delta"][1][1])
-    # a server on the same cache finds the result stored under the API's job id
-    from headscope.engine.workspace import build_engine
-
-    manager = JobManager(build_engine(settings))
-    job = manager.get(manager.job_id(runner.normalise_params(manager.engine, "single-head", "zero", None, None)))
-    assert job is not None and job.state == "done" and job.result == written
-
-
-# -- the atlas page's views of real results -------------------------------------------------------------
-def test_atlas_views_show_the_job_numbers_and_link_heads_by_integers(manager: JobManager) -> None:
-    from headscope.app import atlas
-
-    sweep = manager.wait(manager.submit("single-head", "zero", "dev", 10).id, timeout=120).result
-    grid, title = atlas.head_grid("single-head", sweep, "entropy", "vertical")
-    np.testing.assert_allclose(grid, sweep["delta"], rtol=1e-6)
-    assert title == "delta"
-    rows = atlas.table_rows("single-head", sweep, "/")
-    assert rows[5]["head"] == "[L1H1](/?layer=1&head=1)" and rows[5]["delta"] == pytest.approx(
-        sweep["delta"][1][1], abs=1e-5)
-    stats = manager.wait(manager.submit("stats", None, "dev", 4).id, timeout=60).result
-    grid, _ = atlas.head_grid("stats", stats, "to_cls", "vertical")
-    assert grid[2, 3] == pytest.approx(stats["heads"][2 * 4 + 3]["to_cls"])
-    patterns = manager.wait(manager.submit("patterns", None, "dev", 4).id, timeout=60).result
-    grid, _ = atlas.head_grid("patterns", patterns, "entropy", "heterogeneous")
-    assert grid[0, 0] == pytest.approx(patterns["heads"][0]["counts"]["heterogeneous"] / 4)
-    assert atlas.chart_figure("patterns", patterns) is not None
-    assert atlas.inspector_href("/", 3, 7) == "/?layer=3&head=7"
-
-
-# -- pre-trained vs fine-tuned ------------------------------------------------------------------------
-def test_similarity_is_one_against_itself_and_lower_against_another_base(engine: Engine, tiny_model_dir: Path,
-                                                                        tmp_path: Path) -> None:
-    from headscope.engine.atlas.similarity import attention_similarity
-
-    from tests.conftest import build_model_dir
-
-    same = attention_similarity(engine, str(tiny_model_dir), "dev", 8)
-    np.testing.assert_allclose(same["similarity"], 1.0, atol=1e-6)
-    other = build_model_dir(tmp_path / "other", seed=3, train_steps=5)
-    different = np.array(attention_similarity(engine, str(other), "dev", 8)["similarity"])
-    assert different.shape == (3, 4) and (different < 0.999).all() and (different > 0).all()
-    assert same["base_model"] == tiny_model_dir.name  # a name, never a server path
-
-
-def test_similarity_refuses_pickled_or_mismatched_bases(engine: Engine, tmp_path: Path) -> None:
-    from headscope.engine.atlas.similarity import attention_similarity
-    from headscope.engine.errors import ModelLoadError
-
-    from tests.conftest import build_model_dir
-
-    pickled = tmp_path / "pickled"
-    pickled.mkdir()
-    (pickled / "config.json").write_text("{}")
-    (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(ModelLoadError, match="safetensors"):
-        attention_similarity(engine, str(pickled), "dev", 4)
-    wider = build_model_dir(tmp_path / "wider", train_steps=1, num_attention_heads=8)
-    with pytest.raises(InputError, match="8 heads"):
-        attention_similarity(engine, str(wider), "dev", 4)
-    manager = JobManager(engine, base_model=str(wider))
-    job = manager.wait(manager.submit("similarity", None, "dev", 4).id, timeout=60)
-    assert job.state == "failed" and "cannot be compared" in job.error
-    manager.close()

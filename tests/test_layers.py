@@ -32,7 +32,7 @@ from headscope.settings import Settings
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from tests.conftest import KINDS, LABELS, make_task
+from tests.helpers import KINDS, LABELS, make_task
 
 FAMILIES = (*KINDS, "modernbert-cls")  # the models of conftest's `family_models`
 

@@ -14,7 +14,7 @@ from headscope.engine.model import load_model
 from headscope.engine.tasks import load_task_file
 from transformers import BertConfig, BertModel
 
-from tests.conftest import LABELS, build_model_dir
+from tests.helpers import LABELS, build_model_dir
 
 
 @pytest.mark.parametrize("kind", ["bert", "roberta", "electra"])

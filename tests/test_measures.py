@@ -21,7 +21,7 @@ from headscope.engine.model import load_model
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
 
-from tests.conftest import KINDS, build_model_dir, make_task
+from tests.helpers import KINDS, build_model_dir, make_task
 
 TEXT = "the movie was not very good , but the acting is great !"
 PAIR = "a boring plot ."

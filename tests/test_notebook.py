@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import LABELS, make_sentences
+from tests.helpers import LABELS, make_sentences
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "papers.ipynb"
 

@@ -21,7 +21,7 @@ from headscope.engine.errors import InputError
 from headscope.session import Session
 from headscope.settings import Settings
 
-from tests.conftest import LABELS, make_sentences
+from tests.helpers import LABELS, make_sentences
 
 TEXT, PAIR = "the movie was very good but the plot", None
 MASK = [[0, 1], [1, 2], [2, 3]]

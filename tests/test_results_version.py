@@ -19,7 +19,7 @@ from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore, canonical_key
 from headscope.settings import Settings
 
-from tests.conftest import make_task
+from tests.helpers import make_task
 
 MASK = [[0, 1], [1, 0], [1, 3], [2, 2]]
 LIBRARIES = {"torch": "2.13.0", "numpy": "2.4.6"}

@@ -17,7 +17,7 @@ from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
 
-from tests.conftest import make_task
+from tests.helpers import make_task
 
 LONG = " ".join(["the movie was not very good , but the acting is great !"] * 3)  # 40 tokens
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_model_dir, make_task
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
 from headscope.engine.atlas import runner
@@ -24,6 +23,8 @@ from headscope.engine.store import ResultStore
 from headscope.engine.words import Encoded, Parse, align
 from headscope.settings import Settings
 from transformers import BertTokenizerLegacy
+
+from tests.helpers import build_model_dir, make_task
 
 TEXT = "the movie was not very good , but the acting is great !"
 

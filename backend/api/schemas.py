@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from headscope.engine.atlas.layers import REPRESENTATIONS_CAP
+from headscope.engine.atlas.runner import KINDS
 from headscope.engine.interventions import AblationMode
 from headscope.engine.records import Significance
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,14 +19,6 @@ MAX_TEXT_CHARS = 50_000
 MAX_HEAD_LIST = 4096
 MAX_EXAMPLES_PAGE = 1000
 MIN_THUMB_SIZE, MAX_THUMB_SIZE = 8, 64
-
-ABLATION_MODE_MEANINGS: dict[str, str] = {
-    "zero": "the head's output (its slice of the context vector) is set to 0 (Michel et al. 2019)",
-    "uniform": "the head's attention weights are 1/L over the L real tokens, so its output is the mean "
-               "of its value vectors (Kovaleva et al. 2019)",
-    "mean": "the head's output at every position is its mean output over the reference split's real "
-            "tokens, computed once on the unablated model",
-}
 
 
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
@@ -183,7 +176,8 @@ class ModelResponse(BaseModel):
     labels: list[str]
     fingerprint: str
     task: TaskInfo
-    ablation_modes: dict[str, str] = Field(description="One-line definition of each ablation mode.")
+    ablation_modes: dict[str, str] = Field(description="Every ablation mode the server accepts, in order, with "
+                                                       "its one-line definition.")
     limits: Limits
 
 
@@ -195,6 +189,80 @@ class HealthResponse(BaseModel):
     waiting: int = Field(description="Model calls waiting for a slot.")
     concurrency: int
     queue_size: int
+
+
+# -- jobs (docs/api.md, "Jobs") -------------------------------------------------------------------------
+JobKindName = Literal[tuple(KINDS)]  # type: ignore[valid-type]  # the one list of kinds is the runner's
+
+
+class JobRequest(RequestBody):
+    """A job: kind, mode, split, limit, and each kind's own parameters (`GET /api/jobs/kinds` says which
+    kind takes which; a parameter a kind does not take is ignored)."""
+
+    kind: JobKindName = Field(description="The analysis to run (docs/api.md, \"Jobs\").")
+    mode: AblationMode = Field(default="zero",
+                               description="How disabled heads are disabled (kinds with a mode; syntax with ablate).")
+    split: str | None = Field(default=None, max_length=64, description="train, dev or test; null = dev.")
+    limit: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="The first N examples of the split; null = all of it.")
+    max_heads: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+        default=None, description="greedy: most heads to disable (default 5, at most every head).")
+    word_level: bool = Field(default=False, description="stats: merge wordpieces into spaCy's words (Clark et al.).")
+    measure: Literal["weights", "norm"] = Field(
+        default="weights", description="stats: the attention measure the statistics read (norm: Kobayashi et al. "
+                                       "2020, each row divided by its sum first); other kinds read the weights.")
+    ablate: HeadList = Field(default_factory=list, description="layers, syntax: heads disabled (by `mode`) while "
+                                                               "the layer states or attention maps are computed.")
+
+
+class JobCreated(BaseModel):
+    id: str
+    kind: str
+    state: str
+
+
+class JobBody(BaseModel):
+    id: str
+    kind: str
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: float = Field(ge=0, le=1)
+    eta_s: float | None = Field(description="Estimated seconds left; null while unknown.")
+    result: dict | None
+    error: str | None
+    params: dict = Field(description="The canonical parameters the job ran with.")
+    stored: bool = Field(description="The result came from the store (computed earlier, maybe before a restart).")
+    elapsed_s: float | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobBody] = Field(description="Newest first; results left out (fetch each job for its result).")
+
+
+class JobLookup(BaseModel):
+    id: str = Field(description="The job id this request has (whether or not it ever ran).")
+    params: dict = Field(description="The request's canonical parameters.")
+    job: JobBody | None = Field(description="The job, result left out, if one is known; null otherwise.")
+
+
+class JobParamInfo(BaseModel):
+    name: str
+    type: Literal["integer", "boolean", "choice", "heads"]
+    default: int | bool | str | list | None
+    description: str
+    choices: list[str] = Field(description="The allowed values of a `choice` parameter.")
+
+
+class JobKindInfo(BaseModel):
+    kind: str
+    title: str
+    uses_mode: bool = Field(description="False: the kind reads the unablated model and ignores `mode`.")
+    params: list[JobParamInfo] = Field(description="The extra request fields this kind takes.")
+
+
+class JobCatalogue(BaseModel):
+    kinds: list[JobKindInfo]
+    pattern_types: list[str] = Field(description="The pattern types of the `patterns` result, in order.")
+    statistics: list[str] = Field(description="The per-head statistics of the `stats` result, in order.")
 
 
 class FieldError(BaseModel):

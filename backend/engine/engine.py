@@ -19,7 +19,7 @@ import torch
 from headscope.engine import metrics, significance
 from headscope.engine.errors import InputError
 from headscope.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
-from headscope.engine.interventions import ABLATION_MODES, AblationMode, Intervention, intervene
+from headscope.engine.interventions import ABLATION_MODES, AblationMode, capture_attention
 from headscope.engine.masks import HeadMask
 from headscope.engine.measures import MEASURES, output_gram, rollout, silenced, value_norms
 from headscope.engine.model import LoadedModel
@@ -159,16 +159,22 @@ class Engine:
         return torch.stack([value_norms(values[layer], self._grams[layer])
                             for layer in range(self.model.num_layers)], dim=1)
 
-    def _key(self, kind: str, **params: object) -> dict:
-        return {"kind": kind, "model": self.model.fingerprint, "dtype": str(self.model.dtype),
-                "task": self.task.content_hash, "max_tokens": self.model.max_tokens, **params}
+    def identity(self) -> dict:
+        """What makes this engine's numbers: model fingerprint, dtype, task content and max_tokens. Part of
+        every stored result's key and every job's id, so results never cross models or tasks."""
+        return {"model": self.model.fingerprint, "dtype": str(self.model.dtype), "task": self.task.content_hash,
+                "max_tokens": self.model.max_tokens}
+
+    def result_key(self, kind: str, **params: object) -> dict:
+        """The result store's key for a `kind` of result with `params`, on this model and task."""
+        return {"kind": kind, **self.identity(), **params}
 
     # -- mean ablation statistics ----------------------------------------------------------------
     def head_means(self) -> torch.Tensor:
         """Per-head mean output over the reference split ``[layers, heads, head_dim]``: computed once, stored."""
         with self.lock:
             if self._means is None:
-                key = self._key("head-means", split=self.task.reference_split)
+                key = self.result_key("head-means", split=self.task.reference_split)
                 shape = (self.model.num_layers, self.model.num_heads, self.model.head_dim)
                 stored = self.store.get_array(key, shape)
                 if stored is None:
@@ -178,7 +184,8 @@ class Engine:
                 self._means = torch.from_numpy(stored).to(self.model.device)
             return self._means
 
-    def _means_for(self, mode: str, disabled: torch.Tensor) -> torch.Tensor | None:
+    def means_for(self, mode: str, disabled: torch.Tensor) -> torch.Tensor | None:
+        """The per-head means an intervention needs for `mode` and `disabled` (None when it needs none)."""
         return self.head_means() if mode == "mean" and bool(disabled.any()) else None
 
     # -- one input ----------------------------------------------------------------------------------
@@ -194,16 +201,15 @@ class Engine:
                 self._attention.move_to_end(key)
                 return self._attention[key]
             encoded = self.model.encode_one(text, text_pair)
-            means = self._means_for(mode, disabled)
+            means = self.means_for(mode, disabled)
             ids = torch.tensor([encoded["input_ids"]], device=self.model.device)
             types = torch.tensor([encoded["token_type_ids"]], device=self.model.device)
             mask = torch.ones_like(ids)
-            intervention = Intervention(disabled=disabled[None].to(self.model.device), mode=mode, means=means,
-                                        capture_weights=True, capture_values=True)
-            with torch.inference_mode(), intervene(intervention):
-                hidden = self.model.embed(ids, types)
-                logits = self.model.classify(self.model.run_layers(hidden, mask), mask)
-            weights = torch.stack([intervention.weights[i][0] for i in range(self.model.num_layers)]).float()
+            logits, weights, intervention = capture_attention(
+                lambda: self.model.classify(self.model.run_layers(self.model.embed(ids, types), mask), mask),
+                self.model.num_layers, disabled=disabled[None].to(self.model.device), mode=mode, means=means,
+                capture_values=True)
+            weights = weights[0].float()
             if self.model.dtype != torch.float32:
                 # half-precision weights are rounded (rows off 1 by up to ~1e-3 in float16, ~1e-2 in
                 # bfloat16); the float32 answer renormalises each row so it sums to 1 as docs/api.md says
@@ -262,7 +268,7 @@ class Engine:
         return metrics.score(self.task.metric, gold, predictions, len(self.model.labels))
 
     def _evaluation_key(self, mask: HeadMask, mode: str, split: str, n: int) -> dict:
-        return self._key("evaluate", split=split, n=n, mode=mode, mask=mask.pairs())
+        return self.result_key("evaluate", split=split, n=n, mode=mode, mask=mask.pairs())
 
     def evaluation_record(self, mode: str, n: int, predictions: np.ndarray, prepared: PreparedSplit) -> dict:
         """What the store keeps for one mask's predictions on a prepared split: the scores, the flipped ids
@@ -308,7 +314,7 @@ class Engine:
         n = len(self.task.select(split_name, limit))
         with self.lock:
             prepared = self.prepared(split_name, limit)
-            means = self._means_for(mode, disabled)
+            means = self.means_for(mode, disabled)
             logits = masked_logits(self.model, prepared, disabled[None], mode, means,
                                    use_layer_cache=use_layer_cache)[0]
         value = self.evaluation_record(mode, n, logits.argmax(axis=-1), prepared)
@@ -323,7 +329,7 @@ class Engine:
         disabled = torch.stack([self.disabled_tensor(m) for m in masks])
         with self.lock:
             prepared = self.prepared(split, limit)
-            means = self._means_for(mode, disabled)
+            means = self.means_for(mode, disabled)
             logits = masked_logits(self.model, prepared, disabled, mode, means, use_layer_cache=use_layer_cache)
         return logits.argmax(axis=-1)
 

@@ -15,3 +15,7 @@ class TaskError(EngineError):
 
 class InputError(EngineError):
     """An input (text, head, mode) outside what the model allows."""
+
+
+class PrepareError(EngineError):
+    """Building the default model or its data failed (pip, a hash, a broken archive)."""

@@ -27,22 +27,19 @@ carry no ``layer_idx``, and ALBERT runs one module as every layer): a layer coun
 :func:`count_layers` numbers the calls of a model's own forward in order (installed once per model by
 its adapter, :mod:`headscope.engine.adapters`).
 
-Ablation modes (docs/api.md, "Ablation modes"):
-
-- ``zero``: the head's output is 0 (Michel et al. 2019; what transformers 4's head-mask argument did).
-- ``uniform``: the head's weights are 1/L over the L real tokens (Kovaleva et al. 2019), so its output is
-  the mean of its value vectors over those tokens; where a query may attend only some keys (ModernBERT's
-  local layers), query i gets 1/L_i over the L_i real keys it may attend.
-- ``mean``: the head's output at every position is its mean output over the reference split.
+The ablation modes are owned here (:data:`ABLATION_MODES`, with their definitions; docs/api.md,
+"Ablation modes"): the API validates against them and serves them in ``/api/model``, the dashboard reads
+them from there. In ``uniform`` mode, where a query may attend only some keys (ModernBERT's local
+layers), query i gets 1/L_i over the L_i real keys it may attend.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar, get_args
 
 import torch
 from transformers import AttentionInterface
@@ -50,7 +47,17 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 ATTN_IMPLEMENTATION = "headscope"
 AblationMode = Literal["zero", "uniform", "mean"]
-ABLATION_MODES: tuple[str, ...] = ("zero", "uniform", "mean")
+# Each mode's one-line definition, in AblationMode's order: what /api/model's `ablation_modes` serves.
+ABLATION_MODES: dict[str, str] = {
+    "zero": "the head's output (its slice of the context vector) is set to 0 (Michel et al. 2019)",
+    "uniform": "the head's attention weights are 1/L over the L real tokens, so its output is the mean "
+               "of its value vectors (Kovaleva et al. 2019)",
+    "mean": "the head's output at every position is its mean output over the reference split's real "
+            "tokens, computed once on the unablated model",
+}
+if tuple(ABLATION_MODES) != get_args(AblationMode):
+    raise ImportError("ABLATION_MODES must define exactly the modes of AblationMode, in its order")
+T = TypeVar("T")
 
 
 @dataclass
@@ -207,6 +214,18 @@ def headscope_attention(
         if intervention.capture_weights:
             intervention.weights[layer] = weights
     return output.transpose(1, 2).contiguous(), weights
+
+
+def capture_attention(forward: Callable[[], T], num_layers: int,
+                      **fields: Any) -> tuple[T, torch.Tensor, Intervention]:
+    """Run `forward()` without gradients under an :class:`Intervention` (its fields from `fields`) that also
+    records every layer's attention. Returns forward's value, the weights ``[batch, layers, heads, query,
+    key]`` in the model's dtype, and the intervention (for anything else it captured). The one way headscope
+    reads attention maps."""
+    captured = Intervention(capture_weights=True, **fields)
+    with torch.inference_mode(), intervene(captured):
+        value = forward()
+    return value, torch.stack([captured.weights[layer] for layer in range(num_layers)], dim=1), captured
 
 
 # The model's own forward (used for gradients and by tests) must build the same additive mask as eager.

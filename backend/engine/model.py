@@ -70,7 +70,7 @@ def resolve_model_dir(source: str | Path) -> Path:
     return Path(local)
 
 
-def _check_directory(directory: Path) -> None:
+def check_directory(directory: Path) -> None:
     if not (directory / "config.json").is_file():
         raise ModelLoadError(f"{directory} has no config.json: not a transformers model directory")
     if not list(directory.glob("*.safetensors")):
@@ -233,7 +233,7 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
                max_tokens: int = 128, name: str | None = None) -> LoadedModel:
     """Load a supported classifier from a directory or hub id, safetensors only."""
     directory = resolve_model_dir(source)
-    _check_directory(directory)
+    check_directory(directory)
     try:
         config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
     except Exception as exc:

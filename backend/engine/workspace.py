@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def resolve_task(spec: str, labels: list[str], cache_dir: Path, metric: str | None = None) -> Task:
     """A built-in task name, `glue/<name>`, or a path to a .csv/.tsv/.jsonl file."""
-    from headscope.engine.default_model import BUILTIN_TASKS, load_builtin_task
+    from headscope.engine.builtin_tasks import BUILTIN_TASKS, load_builtin_task
 
     if spec in BUILTIN_TASKS:
         return load_builtin_task(spec, cache_dir)

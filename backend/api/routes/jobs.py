@@ -1,31 +1,27 @@
-"""Background atlas jobs (docs/api.md, "Jobs"): start one, watch its progress, fetch its result, cancel it.
+"""Background atlas jobs (docs/api.md, "Jobs"): the kinds on offer, start one, find one, watch its progress,
+fetch its result, cancel it.
 
-The job manager is created in the app's lifespan and kept on ``app.state.jobs``; it runs jobs in its own worker
-thread, outside the model gate (a job takes the engine's lock one chunk at a time, so interactive
-requests still get through). Finished results are stored and survive restarts.
+The job manager is created in the app's lifespan and kept on ``app.state.jobs``; it runs jobs in its own
+worker, outside the model gate (a job takes the engine's lock one chunk at a time, so interactive requests
+still get through). Finished results are stored and survive restarts.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from headscope.api.errors import ERROR_RESPONSES, error_response
-from headscope.api.schemas import ErrorBody, HeadList, RequestBody
+from headscope.api.schemas import ErrorBody, JobBody, JobCatalogue, JobCreated, JobList, JobLookup, JobRequest
+from headscope.engine.atlas import runner
 from headscope.engine.atlas.jobs import JobManager
 from headscope.engine.atlas.similarity import default_base_model
 from headscope.engine.engine import Engine
-from headscope.engine.interventions import AblationMode
 from headscope.settings import Settings
-from pydantic import BaseModel, Field
 
 router = APIRouter(prefix="/api", tags=["jobs"])
-_create_lock = threading.Lock()
 
-JobKind = Literal["single-head", "layer", "importance", "pruning", "stats", "patterns", "greedy", "similarity",
-                  "layers", "syntax"]
 JobId = Annotated[str, Path(max_length=64, description="The id POST /api/jobs returned.")]
 
 
@@ -35,12 +31,8 @@ def create_job_manager(engine: Engine, settings: Settings) -> JobManager:
 
 
 def get_jobs(request: Request) -> JobManager:
-    """The app's one job manager (made on first use if the lifespan did not run, as in some tests)."""
-    state = request.app.state
-    with _create_lock:
-        if getattr(state, "jobs", None) is None:
-            state.jobs = create_job_manager(state.engine, state.settings)
-    return state.jobs
+    """The app's one job manager, made at start-up."""
+    return request.app.state.jobs
 
 
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
@@ -49,62 +41,39 @@ JOB_RESPONSES: dict[int | str, dict] = {
 }
 
 
-class JobRequest(RequestBody):
-    kind: JobKind = Field(description="The analysis to run (docs/api.md, \"Jobs\").")
-    mode: AblationMode = Field(default="zero",
-                               description="How disabled heads are disabled (sweeps, pruning, syntax with ablate).")
-    split: str | None = Field(default=None, max_length=64, description="train, dev or test; null = dev.")
-    limit: Annotated[int, Field(strict=True, ge=1)] | None = Field(
-        default=None, description="The first N examples of the split; null = all of it.")
-    max_heads: Annotated[int, Field(strict=True, ge=1)] | None = Field(
-        default=None, description="greedy: most heads to disable (default 5, at most every head).")
-    word_level: bool = Field(default=False, description="stats: merge wordpieces into spaCy's words (Clark et al.).")
-    measure: Literal["weights", "norm"] = Field(
-        default="weights", description="stats: the attention measure the statistics read (norm: Kobayashi et al. "
-                                       "2020, each row divided by its sum first); other kinds read the weights.")
-    ablate: HeadList = Field(default_factory=list, description="layers, syntax: heads disabled (by `mode`) while "
-                                                               "the layer states or attention maps are computed.")
-
-
-class JobCreated(BaseModel):
-    id: str
-    kind: str
-    state: str
-
-
-class JobBody(BaseModel):
-    id: str
-    kind: str
-    state: Literal["queued", "running", "done", "failed", "cancelled"]
-    progress: float = Field(ge=0, le=1)
-    eta_s: float | None = Field(description="Estimated seconds left; null while unknown.")
-    result: dict | None
-    error: str | None
-    params: dict = Field(description="The canonical parameters the job ran with.")
-    stored: bool = Field(description="The result came from the store (computed earlier, maybe before a restart).")
-    elapsed_s: float | None
-
-
-class JobList(BaseModel):
-    jobs: list[JobBody] = Field(description="Newest first; results left out (fetch each job for its result).")
-
-
 def _unknown(job_id: str) -> JSONResponse:
     return error_response(404, f"no job with id {job_id!r}; POST /api/jobs starts one, GET /api/jobs lists them")
+
+
+def _extra(body: JobRequest) -> dict:
+    """The kind's own parameters from the request, plus any other one given a value, so that
+    `normalise_params` can refuse it by name (the others are not part of the job's identity)."""
+    own = runner.KINDS[body.kind].params
+    return {name: getattr(body, name) for name, param in runner.PARAMS.items()
+            if name in own or getattr(body, name) not in (None, param.default)}
+
+
+@router.get("/jobs/kinds", response_model=JobCatalogue)
+def job_kinds() -> JobCatalogue:
+    """The job kinds on offer, whether a mode applies to each, the extra parameters each takes, and the names
+    results use (pattern types, statistics)."""
+    return JobCatalogue(**runner.catalogue())
+
+
+@router.post("/jobs/lookup", response_model=JobLookup, responses=ERROR_RESPONSES)
+def find_job(body: JobRequest, jobs: JobsDep) -> JobLookup:
+    """The id and canonical parameters a request has, and its job if one is known (queued, running or finished,
+    or stored earlier), without starting anything. Result left out: fetch the job for it."""
+    params, job = jobs.lookup(body.kind, body.mode, body.split, body.limit, **_extra(body))
+    return JobLookup(id=jobs.job_id(params), params=params,
+                     job=JobBody(**job.to_dict(with_result=False)) if job is not None else None)
 
 
 @router.post("/jobs", status_code=202, response_model=JobCreated, responses=ERROR_RESPONSES)
 def start_job(body: JobRequest, jobs: JobsDep) -> JobCreated:
     """Queue an analysis (or find the same one running or finished: the id depends only on the request,
     the model and the task)."""
-    extra = {"max_heads": body.max_heads} if body.kind == "greedy" else {}
-    if body.kind == "stats":
-        extra.update(word_level=body.word_level, measure=body.measure)
-    elif body.measure != "weights":
-        extra["measure"] = body.measure  # refused by normalise_params with a message naming the rule
-    if body.ablate:
-        extra["ablate"] = body.ablate
-    job = jobs.submit(body.kind, body.mode, body.split, body.limit, **extra)
+    job = jobs.submit(body.kind, body.mode, body.split, body.limit, **_extra(body))
     return JobCreated(id=job.id, kind=job.kind, state=job.state)
 
 

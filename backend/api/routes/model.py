@@ -5,14 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from headscope.api.deps import EngineDep, GateDep, SettingsDep
-from headscope.api.schemas import (
-    ABLATION_MODE_MEANINGS,
-    MAX_EXAMPLES_PAGE,
-    MAX_TEXT_CHARS,
-    REPRESENTATIONS_CAP,
-    Limits,
-    ModelResponse,
-)
+from headscope.api.schemas import MAX_EXAMPLES_PAGE, MAX_TEXT_CHARS, REPRESENTATIONS_CAP, Limits, ModelResponse
+from headscope.engine.interventions import ABLATION_MODES
 
 router = APIRouter(prefix="/api", tags=["model"])
 
@@ -24,4 +18,4 @@ async def describe_model(engine: EngineDep, gate: GateDep, settings: SettingsDep
                     max_representations=REPRESENTATIONS_CAP,
                     concurrency=gate.concurrency, queue_size=gate.queue_size)
     description = engine.describe()
-    return ModelResponse(**description, ablation_modes=ABLATION_MODE_MEANINGS, limits=limits)
+    return ModelResponse(**description, ablation_modes=ABLATION_MODES, limits=limits)

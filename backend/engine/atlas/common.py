@@ -6,9 +6,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from headscope.engine.engine import Engine
-from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.interventions import capture_attention
 
 Progress = Callable[[float], None]  # share done, 0..1
 Cancelled = Callable[[], bool]
@@ -59,13 +58,12 @@ def split_maps(engine: Engine, split: str | None, limit: int | None, progress: P
     done = 0
     for batch in prepared.batches:
         check_cancelled(cancelled)
-        intervention = Intervention(disabled=disabled[None].to(model.device) if ablated else None,
-                                    mode=engine.check_mode(mode), means=means, capture_weights=True,
-                                    capture_values=measure == "norm")
-        with engine.lock, torch.inference_mode(), intervene(intervention):
-            hidden = model.embed(batch.input_ids, batch.token_type_ids)
-            model.run_layers(hidden, batch.attention_mask)
-            weights = torch.stack([intervention.weights[i] for i in range(model.num_layers)], dim=1).float()
+        with engine.lock:
+            _, weights, intervention = capture_attention(
+                lambda b=batch: model.run_layers(model.embed(b.input_ids, b.token_type_ids), b.attention_mask),
+                model.num_layers, disabled=disabled[None].to(model.device) if ablated else None,
+                mode=engine.check_mode(mode), means=means, capture_values=measure == "norm")
+            weights = weights.float()
             if measure == "norm":  # [batch, layers, heads, key] norms scale each key's column
                 weights = weights * engine.value_norms(intervention.values)[:, :, :, None, :]
         weights = weights.cpu().numpy()  # [batch, layers, heads, seq, seq]

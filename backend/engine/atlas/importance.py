@@ -34,7 +34,7 @@ def raw_importance(engine: Engine, split: str | None, limit: int | None, *, mode
     done = 0
     if disabled is None:
         disabled = torch.zeros(model.num_layers, model.num_heads, dtype=torch.bool)
-    means = engine._means_for(mode, disabled)
+    means = engine.means_for(mode, disabled)
     for batch in prepared.batches:
         gold = torch.as_tensor(prepared.gold[batch.positions], device=model.device)
         lengths = batch.attention_mask.sum(dim=1).tolist()

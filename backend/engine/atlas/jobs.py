@@ -83,9 +83,7 @@ class JobManager:
 
     # -- identity and storage -------------------------------------------------------------------
     def job_id(self, params: dict) -> str:
-        model = self.engine.model
-        identity = {"params": params, "model": model.fingerprint, "dtype": str(model.dtype),
-                    "task": self.engine.task.content_hash, "max_tokens": model.max_tokens}
+        identity = {"params": params, **self.engine.identity()}
         if params["kind"] == "similarity":
             identity["base_model"] = self.base_model
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -137,6 +135,12 @@ class JobManager:
             self._ensure_worker()
         self._queue.put(job_id)
         return job
+
+    def lookup(self, kind: str, mode: str | None = "zero", split: str | None = None, limit: int | None = None,
+               **extra: object) -> tuple[dict, Job | None]:
+        """A request's canonical parameters and its job if one is known, without starting anything."""
+        params = runner.normalise_params(self.engine, kind, mode, split, limit, **extra)
+        return params, self.get(self.job_id(params))
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

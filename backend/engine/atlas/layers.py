@@ -94,17 +94,13 @@ class Readout:
     gold: np.ndarray  # [n]
 
 
-def _means_for(engine: Engine, mode: str, disabled: torch.Tensor) -> torch.Tensor | None:
-    return engine.head_means() if mode == "mean" and bool(disabled.any()) else None
-
-
 def readout(engine: Engine, split: str, limit: int | None, disabled: torch.Tensor, mode: AblationMode,
             progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> Readout:
     """Lens logits and first-token states at every layer, under the mask, one batch per lock hold (so
     interactive requests interleave); cancellation is checked between batches."""
     model = engine.model
     prepared = engine.prepared(split, limit)
-    means = _means_for(engine, mode, disabled)
+    means = engine.means_for(mode, disabled)
     n, layers = len(prepared.examples), model.num_layers
     lens = np.zeros((layers + 1, n, model.config.num_labels), dtype=np.float32)
     first = np.zeros((layers + 1, n, model.config.hidden_size), dtype=np.float32)
@@ -256,7 +252,7 @@ def representations(engine: Engine, layer: int, split: str | None = None, limit:
     model = engine.model
     prepared = engine.prepared(split, limit)
     masked = bool(disabled.any())
-    means = _means_for(engine, mode, disabled)
+    means = engine.means_for(mode, disabled)
     pooled = np.zeros((n, model.config.hidden_size), dtype=np.float32)
     predictions = prepared.baseline_predictions.copy()
     upto = model.num_layers if masked else layer  # the prediction under a mask needs the last state

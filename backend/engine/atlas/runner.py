@@ -1,14 +1,19 @@
 """One entry point for every atlas analysis, shared by the job manager (API) and `headscope sweep` (CLI).
 
+:data:`KINDS` is the one list of job kinds: what each is called, whether an ablation mode applies, and
+which extra parameters it takes (described in :data:`PARAMS`); `GET /api/jobs/kinds` serves it and the
+atlas page builds its controls from it. A new kind is one entry there, one branch in :func:`run_job`
+(and its request field in ``headscope.api.schemas.JobRequest`` if it takes a new parameter).
 :func:`normalise_params` validates a request's parameters and puts them in one canonical form (so equal
-requests get equal job ids); :func:`run_job` runs a kind; :func:`write_result` saves a result as JSON
-(docs/api.md's format) or CSV (one row per head, layer or step).
+requests get equal job ids); :func:`write_result` saves a result as JSON (docs/api.md's format) or CSV
+(one row per head, layer or step).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +28,73 @@ from headscope.engine.atlas.common import (
 )
 from headscope.engine.atlas.importance import head_importance, pruning_curve
 from headscope.engine.atlas.layers import layer_readouts
-from headscope.engine.atlas.patterns import PatternCounter
+from headscope.engine.atlas.patterns import PATTERN_TYPES, PatternCounter
 from headscope.engine.atlas.similarity import attention_similarity
-from headscope.engine.atlas.stats import StatsAccumulator
+from headscope.engine.atlas.stats import STAT_NAMES, StatsAccumulator
 from headscope.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
 from headscope.engine.atlas.syntax import SyntaxAccumulator
 from headscope.engine.engine import Engine
 from headscope.engine.errors import InputError
-from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.measures import HEAD_MEASURES
 from headscope.engine.words import require_offsets
 
-CONTRACT_KINDS = ("single-head", "layer", "importance", "pruning", "stats", "patterns")
-KINDS = (*CONTRACT_KINDS, "greedy", "similarity", "layers", "syntax")
-MASKED_KINDS = ("layers", "syntax")  # kinds that run under a head mask (`ablate`)
 DEFAULT_MAX_HEADS = 5
 PARSE_SHARE = 0.2  # of a syntax job's progress bar, for parsing (when the parses are not stored yet)
+
+
+@dataclass(frozen=True)
+class JobParam:
+    """An extra parameter of some job kinds, as clients need it to offer a control for it."""
+
+    type: str  # "integer" | "boolean" | "choice" | "heads" (a list of [layer, head])
+    default: object
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobKind:
+    title: str
+    uses_mode: bool  # False: the kind reads the unablated model, and `mode` is ignored
+    params: tuple[str, ...] = ()  # names in PARAMS
+
+
+PARAMS: dict[str, JobParam] = {
+    "max_heads": JobParam("integer", DEFAULT_MAX_HEADS, "most heads to disable (1 to every head)"),
+    "word_level": JobParam("boolean", False, "merge wordpieces into spaCy's words (Clark et al.)"),
+    "measure": JobParam("choice", "weights", "what a map holds: the weights, or weights x value norms "
+                        "(rollout is per layer, not per head)", tuple(HEAD_MEASURES)),
+    "ablate": JobParam("heads", [], "heads disabled (by `mode`) while the job runs"),
+}
+KINDS: dict[str, JobKind] = {
+    "single-head": JobKind("Every head disabled alone: change of the metric (Kovaleva et al., Fig. 8)", True),
+    "layer": JobKind("Every layer disabled: change of the metric", True),
+    "importance": JobKind("Head importance E|dL/dξ| (Michel et al.), L2-normalised per layer", True),
+    "pruning": JobKind("Iterative pruning by importance, 10 % of heads a step (Michel et al.)", True),
+    "greedy": JobKind("Greedy search for heads whose removal raises the metric (chosen on dev, checked on test)",
+                      True, ("max_heads",)),
+    "stats": JobKind("Attention statistics per head (Clark et al.; Voita et al.)", False,
+                     ("word_level", "measure")),
+    "patterns": JobKind("Pattern types per head (Kovaleva et al.; rule-based classifier)", False),
+    "similarity": JobKind("Cosine similarity of attention maps, fine-tuned vs pre-trained (Kovaleva et al.)", False),
+    "layers": JobKind("Per layer: the model's own head reading it (logit lens) and a linear probe", True,
+                      ("ablate",)),
+    "syntax": JobKind("Syntax heads: each head predicting words' dependency heads (Clark et al.)", True,
+                      ("ablate",)),
+}
+MASKED_KINDS = tuple(name for name, kind in KINDS.items() if "ablate" in kind.params)  # run under a head mask
+
+
+def catalogue() -> dict:
+    """The job kinds and their parameters, plus the names results use (`GET /api/jobs/kinds`)."""
+    return {
+        "kinds": [{"kind": name, "title": kind.title, "uses_mode": kind.uses_mode,
+                   "params": [{"name": p, **asdict(PARAMS[p]), "choices": list(PARAMS[p].choices)}
+                              for p in kind.params]}
+                  for name, kind in KINDS.items()],
+        "pattern_types": list(PATTERN_TYPES),
+        "statistics": list(STAT_NAMES),
+    }
 
 
 def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split: str | None = None,
@@ -47,9 +103,7 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
     """Checked, canonical parameters of a job; an InputError names what is allowed."""
     if kind not in KINDS:
         raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
-    mode = mode or "zero"
-    if mode not in ABLATION_MODES:
-        raise InputError(f"unknown ablation mode {mode!r}; allowed: {', '.join(ABLATION_MODES)}")
+    mode = engine.check_mode(mode or "zero")
     split = engine.task.split_name(split)
     sizes = engine.task.sizes()
     if limit is not None:
@@ -58,7 +112,7 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
         if limit >= sizes[split]:
             limit = None  # the whole split: same numbers, same job
     params: dict = {"kind": kind, "mode": mode, "split": split, "limit": limit}
-    if kind in ("stats", "patterns", "similarity"):
+    if not KINDS[kind].uses_mode:
         params["mode"] = None  # attention of the unablated model: the mode changes nothing
     if kind == "stats":
         params["word_level"] = bool(word_level)

@@ -15,8 +15,8 @@ import torch
 from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
 from headscope.engine.engine import Engine
 from headscope.engine.errors import InputError, ModelLoadError
-from headscope.engine.interventions import ATTN_IMPLEMENTATION, Intervention, intervene
-from headscope.engine.model import _check_directory, resolve_model_dir
+from headscope.engine.interventions import ATTN_IMPLEMENTATION, capture_attention
+from headscope.engine.model import check_directory, resolve_model_dir
 from transformers import AutoModel
 
 HOW_TO_GIVE_BASE = (
@@ -30,7 +30,7 @@ def default_base_model(model: str | None, base_model: str | None, cache_dir: Pat
     if base_model:
         return base_model
     if model is None:
-        from headscope.engine.default_model import minilm_dir
+        from headscope.engine.downloads import minilm_dir
 
         directory = minilm_dir(cache_dir)
         return str(directory) if (directory / "config.json").is_file() else None
@@ -40,7 +40,7 @@ def default_base_model(model: str | None, base_model: str | None, cache_dir: Pat
 def load_base_encoder(source: str | Path, engine: Engine) -> torch.nn.Module:
     """The pre-trained encoder, safetensors only, with headscope attention; shape-checked against the model."""
     directory = resolve_model_dir(source)
-    _check_directory(directory)
+    check_directory(directory)
     try:
         encoder = AutoModel.from_pretrained(directory, use_safetensors=True, trust_remote_code=False,
                                             attn_implementation=ATTN_IMPLEMENTATION, dtype=engine.model.dtype)
@@ -61,13 +61,6 @@ def load_base_encoder(source: str | Path, engine: Engine) -> torch.nn.Module:
     return encoder
 
 
-def _maps(forward, layers: int) -> torch.Tensor:
-    intervention = Intervention(capture_weights=True)
-    with torch.inference_mode(), intervene(intervention):
-        forward()
-    return torch.stack([intervention.weights[i] for i in range(layers)], dim=1).double()  # [b, L, H, q, k]
-
-
 def attention_similarity(engine: Engine, base_source: str | None, split: str | None = None,
                          limit: int | None = None, *, progress: Progress = no_progress,
                          cancelled: Cancelled = never_cancelled) -> dict:
@@ -83,9 +76,10 @@ def attention_similarity(engine: Engine, base_source: str | None, split: str | N
     for batch in prepared.batches:
         check_cancelled(cancelled)
         with engine.lock:
-            tuned = _maps(lambda b=batch: model.run_layers(model.embed(b.input_ids, b.token_type_ids),
-                                                           b.attention_mask), model.num_layers)
-            base = _maps(lambda b=batch: encoder(**model.inputs(vars(b))), model.num_layers)
+            _, tuned, _ = capture_attention(lambda b=batch: model.run_layers(
+                model.embed(b.input_ids, b.token_type_ids), b.attention_mask), model.num_layers)
+            _, base, _ = capture_attention(lambda b=batch: encoder(**model.inputs(vars(b))), model.num_layers)
+        tuned, base = tuned.double(), base.double()  # [batch, layers, heads, query, key]
         real = batch.attention_mask.to(torch.float64)
         cell = (real[:, :, None] * real[:, None, :])[:, None, None]  # padding cells left out
         dot = (tuned * base * cell).sum(dim=(-1, -2))

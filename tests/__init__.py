@@ -1,0 +1,1 @@
+"""headscope's test suite (a package, so that tests import `tests.helpers` one way)."""
