@@ -17,6 +17,7 @@ from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_upda
 from dash.development.base_component import Component
 from headscope.app.api_client import ApiClient, ApiError
 from headscope.app.page import Page
+from headscope.app.syntax_view import DIRECTIONS, clicked_head, relation_head_figure, syntax_rows
 
 KINDS: dict[str, str] = {
     "single-head": "Every head disabled alone: change of the metric (Kovaleva et al., Fig. 8)",
@@ -27,6 +28,7 @@ KINDS: dict[str, str] = {
     "stats": "Attention statistics per head (Clark et al.; Voita et al.)",
     "patterns": "Pattern types per head (Kovaleva et al.; rule-based classifier)",
     "similarity": "Cosine similarity of attention maps, fine-tuned vs pre-trained (Kovaleva et al.)",
+    "syntax": "Syntax heads: each head as a dependency parser vs the best fixed offset (Clark et al.)",
 }
 MODE_KINDS = ("single-head", "layer", "importance", "pruning", "greedy")
 STATISTICS = ("entropy", "to_cls", "to_sep", "to_punct", "to_self", "to_prev", "to_next", "confidence")
@@ -46,7 +48,8 @@ def _matches(job: dict[str, Any], request: dict[str, Any]) -> bool:
     params = job.get("params", {})
     same_mode = request["kind"] not in MODE_KINDS or params.get("mode") == request["mode"]
     return (params.get("kind") == request["kind"] and same_mode and params.get("split") == request["split"]
-            and params.get("limit") == request["limit"] and not params.get("word_level"))
+            and params.get("limit") == request["limit"] and not params.get("word_level")
+            and not params.get("ablate"))
 
 
 # -- layout -----------------------------------------------------------------------------------------------
@@ -92,6 +95,8 @@ def layout(api: ApiClient) -> Component:
             dcc.Dropdown(id="atlas-statistic", options=list(STATISTICS), value="entropy", clearable=False,
                          className="atlas-small", style={"display": "none"}),
             dcc.Dropdown(id="atlas-pattern", options=list(PATTERN_TYPES), value="vertical", clearable=False,
+                         className="atlas-small", style={"display": "none"}),
+            dcc.Dropdown(id="atlas-direction", options=list(DIRECTIONS), value=DIRECTIONS[0], clearable=False,
                          className="atlas-small", style={"display": "none"}),
             dcc.Graph(id="atlas-map", config={"displaylogo": False}, style={"height": "420px"}),
             dcc.Graph(id="atlas-chart", config={"displaylogo": False}, style={"height": "320px"}),
@@ -207,7 +212,7 @@ def table_rows(kind: str, result: dict[str, Any], prefix: str) -> list[dict[str,
 def _table(rows: list[dict[str, Any]]) -> Component:
     if not rows:
         return html.Div()
-    columns = [{"name": key, "id": key, "presentation": "markdown"} if key in ("head", "added")
+    columns = [{"name": key, "id": key, "presentation": "markdown"} if key in ("head", "added", "best head")
                else {"name": key, "id": key} for key in rows[0]]
     return dash_table.DataTable(data=rows, columns=columns, sort_action="native", page_size=24,
                                 markdown_options={"link_target": "_self"},
@@ -262,20 +267,28 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
     @app.callback(Output("atlas-map", "figure"), Output("atlas-map", "style"), Output("atlas-chart", "figure"),
                   Output("atlas-chart", "style"), Output("atlas-table", "children"),
                   Output("atlas-statistic", "style"), Output("atlas-pattern", "style"),
-                  Input("atlas-result", "data"), Input("atlas-statistic", "value"), Input("atlas-pattern", "value"))
-    def show_result(data, statistic, pattern):
+                  Output("atlas-direction", "style"),
+                  Input("atlas-result", "data"), Input("atlas-statistic", "value"), Input("atlas-pattern", "value"),
+                  Input("atlas-direction", "value"), State("atlas-model", "data"))
+    def show_result(data, statistic, pattern, direction, model):
         hidden, shown = {"display": "none"}, {"height": "420px"}
         empty = go.Figure()
         if not data:
-            return empty, hidden, empty, hidden, html.Div(), hidden, hidden
+            return empty, hidden, empty, hidden, html.Div(), hidden, hidden, hidden
         kind, result = data["kind"], data["result"]
+        pick = {"width": "220px"}
+        if kind == "syntax":  # Clark et al.'s table, both directions; the relation x head map of one
+            heat = relation_head_figure(result, direction, model["num_heads"])
+            height = {"height": f"{max(420, 24 * len(heat.data[0].y or ()) + 160)}px"}
+            rows = syntax_rows(result, lambda layer, head: inspector_href(inspector, layer, head))
+            return (heat, height, empty, hidden, _table(rows), hidden, hidden,
+                    {"width": "260px"})
         grid = head_grid(kind, result, statistic, pattern)
         heat = map_figure(grid[0], grid[1], diverging=kind == "single-head") if grid else empty
         chart = chart_figure(kind, result)
-        pick = {"width": "220px"}
         return (heat, shown if grid else hidden, chart or empty, {"height": "320px"} if chart else hidden,
                 _table(table_rows(kind, result, inspector)), pick if kind == "stats" else hidden,
-                pick if kind == "patterns" else hidden)
+                pick if kind == "patterns" else hidden, hidden)
 
     @app.callback(Output("atlas-mode", "disabled"), Input("atlas-kind", "value"))
     def mode_applies(kind):
@@ -285,9 +298,10 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
     @app.callback(Output("atlas-focus", "children"), Input("atlas-map", "clickData"), prevent_initial_call=True)
     def open_head(click):
         """A click on the map offers the head in the inspector (a shareable link)."""
+        chosen = clicked_head(click)  # the syntax map names its head in customdata
         try:
             point = click["points"][0]
-            layer, head = int(point["y"]), int(point["x"])
+            layer, head = chosen or (int(point["y"]), int(point["x"]))
         except (TypeError, KeyError, IndexError, ValueError):
             return no_update
         return html.Span([f"L{layer}H{head}: ", dcc.Link("open in the inspector",

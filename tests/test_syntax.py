@@ -358,3 +358,27 @@ def test_http_word_level_merges_every_measure(client: TestClient, word_engine: E
         values = np.array(layer["values"])
         assert values.shape == (5, 5)
         np.testing.assert_allclose(values.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_atlas_syntax_views_show_the_job_numbers(word_engine: Engine) -> None:
+    from headscope.app import syntax_view
+    from headscope.app.atlas import inspector_href
+
+    result = runner.run_job(word_engine, "syntax", runner.normalise_params(word_engine, "syntax", None, "dev", 10))
+    rows = syntax_view.syntax_rows(result, lambda layer, head: inspector_href("/", layer, head))
+    assert len(rows) == len(result["relations"]) and rows[0]["relation"] == "all"
+    for row, entry in zip(rows, result["relations"], strict=True):
+        layer, head = entry["best_head"]
+        assert row["best head"] == f"[L{layer}H{head}](/?layer={layer}&head={head})"
+        assert row["accuracy"] == round(100 * entry["best_accuracy"], 1)
+        assert (row["offset"], row["words"]) == (entry["baseline_offset"], entry["count"])
+    labels, grid = syntax_view.relation_head_grid(result, "head-to-dependent", min_count=3)
+    shown = [e for e in result["relations"] if e["direction"] == "head-to-dependent"
+             and (e["count"] >= 3 or e["relation"] == "all")]
+    assert labels == [f"{e['relation']} ({e['count']})" for e in shown] and grid.shape == (len(shown), 12)
+    np.testing.assert_allclose(grid[0].reshape(3, 4), shown[0]["accuracy"], rtol=1e-6)
+    figure = syntax_view.relation_head_figure(result, "head-to-dependent", num_heads=4)
+    assert list(figure.data[0].x[:5]) == ["L0H0", "L0H1", "L0H2", "L0H3", "L1H0"]
+    cell = figure.data[0].customdata[0][6]
+    assert syntax_view.clicked_head({"points": [{"customdata": list(cell)}]}) == (1, 2)
+    assert syntax_view.clicked_head({"points": [{"x": 1}]}) is None
