@@ -30,10 +30,10 @@ def syntax_rows(result: dict[str, Any], href: Callable[[int, int], str]) -> list
             "direction": entry["direction"],
             "words": entry["count"],
             "best head": f"[L{layer}H{head}]({href(layer, head)})",
-            "accuracy": round(100 * entry["best_accuracy"], 1),
-            "offset": entry["baseline_offset"],
-            "offset accuracy": round(100 * entry["baseline_accuracy"], 1),
-            "gain": round(100 * (entry["best_accuracy"] - entry["baseline_accuracy"]), 1),
+            "accuracy %": round(100 * entry["best_accuracy"], 1),
+            "best offset": entry["baseline_offset"],
+            "offset accuracy %": round(100 * entry["baseline_accuracy"], 1),
+            "gain (points)": round(100 * (entry["best_accuracy"] - entry["baseline_accuracy"]), 1),
         })
     return rows
 

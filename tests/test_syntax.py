@@ -370,8 +370,8 @@ def test_atlas_syntax_views_show_the_job_numbers(word_engine: Engine) -> None:
     for row, entry in zip(rows, result["relations"], strict=True):
         layer, head = entry["best_head"]
         assert row["best head"] == f"[L{layer}H{head}](/?layer={layer}&head={head})"
-        assert row["accuracy"] == round(100 * entry["best_accuracy"], 1)
-        assert (row["offset"], row["words"]) == (entry["baseline_offset"], entry["count"])
+        assert row["accuracy %"] == round(100 * entry["best_accuracy"], 1)
+        assert (row["best offset"], row["words"]) == (entry["baseline_offset"], entry["count"])
     labels, grid = syntax_view.relation_head_grid(result, "head-to-dependent", min_count=3)
     shown = [e for e in result["relations"] if e["direction"] == "head-to-dependent"
              and (e["count"] >= 3 or e["relation"] == "all")]
