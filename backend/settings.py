@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     api_url: str | None = Field(default=None, description="For `headscope ui`: the API to talk to.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API.")
-    concurrency: int = Field(default=1, ge=1, description="Model calls running at once.")
     queue_size: int = Field(default=16, ge=1, description="Model calls allowed to wait before a 429.")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413 above).")
     batch_size: int = Field(default=64, ge=1, description="Examples per forward pass in evaluation.")

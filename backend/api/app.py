@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ui: ASGIApp 
             from headscope.engine.workspace import build_engine
 
             app.state.engine = await anyio.to_thread.run_sync(build_engine, settings)
+            app.state.engine.scheduler = app.state.gate
         app.state.jobs = create_job_manager(app.state.engine, settings)
         yield
         app.state.jobs.close()
@@ -69,7 +70,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ui: ASGIApp 
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.gate = ModelGate(settings.concurrency, settings.queue_size)
+    app.state.gate = ModelGate(settings.queue_size)
+    if engine is not None:
+        engine.scheduler = app.state.gate  # the gate is the one queue for this engine's model work
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

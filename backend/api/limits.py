@@ -1,10 +1,9 @@
 """Load limits: a cap on request bodies (413) and a bounded gate in front of the model (429).
 
-The model is the one scarce resource: every call that may run a forward pass goes through
-:class:`ModelGate`, which lets ``concurrency`` calls run in worker threads and ``queue_size`` wait
-(interactive calls ahead of evaluations); the next one is refused at once with 429 and a
-``Retry-After`` estimate instead of joining an unbounded queue. Everything else (health, model
-description, OpenAPI) never touches the gate.
+The model is the one scarce resource: every forward pass of the server goes through :class:`ModelGate`,
+one at a time, interactive calls ahead of chunks of batch work; when ``queue_size`` calls already wait,
+a new request is refused at once with 429 and a ``Retry-After`` estimate instead of joining an unbounded
+queue. Everything else (health, model description, OpenAPI) never touches the gate.
 """
 
 from __future__ import annotations
@@ -12,12 +11,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import threading
 import time
 from collections.abc import Callable
-from enum import IntEnum
+from functools import partial
 from typing import TypeVar
 
 import anyio
+from headscope.engine.scheduling import Priority
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -68,89 +69,105 @@ class BodySizeLimit:
 
 
 class Overloaded(Exception):
-    """More model calls than the gate runs plus queues: answered with 429 and Retry-After."""
+    """More model calls waiting than the queue holds: answered with 429 and Retry-After."""
 
-    def __init__(self, concurrency: int, queue_size: int, retry_after_s: int) -> None:
-        self.concurrency = concurrency
+    def __init__(self, queue_size: int, retry_after_s: int) -> None:
+        self.concurrency = 1
         self.queue_size = queue_size
         self.retry_after_s = retry_after_s
         super().__init__(
-            f"the server is busy: {concurrency} model call(s) running and {queue_size} waiting, which is the "
-            f"limit (concurrency={concurrency}, queue_size={queue_size}); retry after {retry_after_s} s"
+            f"the server is busy: a model call is running and {queue_size} are waiting, which is the limit "
+            f"(concurrency=1, queue_size={queue_size}); retry after {retry_after_s} s"
         )
 
 
-class Priority(IntEnum):
-    """Queue order: a short interactive call (one input's attention, a page of examples) goes ahead of
-    queued evaluations of a whole split, so a click in the dashboard is not stuck behind them."""
-
-    INTERACTIVE = 0
-    BATCH = 1
-
-
 class ModelGate:
-    """Runs blocking model calls in worker threads, `concurrency` at a time, `queue_size` waiting at most.
+    """The one queue for model work: one call runs at a time, the others wait by priority, then arrival.
 
-    Slots are counted on the event loop (single-threaded), so a check and its update cannot interleave.
-    Waiters are served by priority, then arrival; a finishing call hands its slot straight to the next
-    waiter. The Retry-After estimate is the time the queue ahead needs at the recent call speed.
+    It is the engine's scheduler (``schedule``, blocking, from worker threads): the engine submits each
+    piece of model work through it, interactive calls at ``Priority.INTERACTIVE``, chunks of batch work
+    (split preparation, full-split evaluations, jobs) at ``Priority.BATCH``, so a click waits at most for
+    the chunk in progress. One call at a time is what a forward pass can use on a CPU (torch already
+    uses every core), so there is no concurrency setting. A thread that holds the gate and schedules
+    more work runs it inline. Routes admit a request (429 when ``queue_size`` calls already wait) and
+    run the engine in a worker thread with :meth:`call`; the engine queues its own work from there.
     """
 
-    def __init__(self, concurrency: int, queue_size: int) -> None:
-        self.concurrency = concurrency
+    concurrency = 1
+
+    def __init__(self, queue_size: int) -> None:
         self.queue_size = queue_size
-        self._threads = anyio.CapacityLimiter(concurrency)  # gated calls never wait for other thread users
-        self._running = 0
-        self._waiters: list[tuple[int, int, anyio.Event]] = []  # a heap of (priority, arrival, wake-up)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._holder: int | None = None  # thread id running a call now
+        self._waiters: list[tuple[int, int, int, threading.Event]] = []  # heap: (priority, arrival, thread, wake)
         self._arrivals = itertools.count()
-        self._mean_call_s = 1.0
+        self._mean_call_s = 0.2
 
     @property
     def running(self) -> int:
-        return self._running
+        return 0 if self._holder is None else 1
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
     def retry_after_s(self) -> int:
-        return max(1, math.ceil(self._mean_call_s * (self.waiting + 1) / self.concurrency))
+        return max(1, math.ceil(self._mean_call_s * (self.waiting + 1)))
 
-    async def _acquire(self, priority: Priority) -> None:
-        if self._running < self.concurrency and not self._waiters:
-            self._running += 1
-            return
-        if len(self._waiters) >= self.queue_size:
-            raise Overloaded(self.concurrency, self.queue_size, self.retry_after_s())
-        entry = (int(priority), next(self._arrivals), anyio.Event())
-        heapq.heappush(self._waiters, entry)
-        try:
-            await entry[2].wait()
-        except BaseException:  # cancelled while queued (or just as the slot arrived)
-            if entry[2].is_set():
-                self._release()
-            else:
-                self._waiters.remove(entry)
-                heapq.heapify(self._waiters)
-            raise
+    def admit(self) -> None:
+        """Refuse a new request (Overloaded -> 429) when the queue is full; chunks of admitted work are
+        never refused."""
+        if self.waiting >= self.queue_size:
+            raise Overloaded(self.queue_size, self.retry_after_s())
+
+    def _acquire(self, priority: Priority) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            if self._holder is None and not self._waiters:
+                self._holder = me
+                return
+            wake = threading.Event()
+            heapq.heappush(self._waiters, (int(priority), next(self._arrivals), me, wake))
+            self._changed.notify_all()
+        wake.wait()  # _release made this thread the holder
 
     def _release(self) -> None:
-        if self._waiters:  # the slot passes on; the running count stays
-            heapq.heappop(self._waiters)[2].set()
-        else:
-            self._running -= 1
+        with self._lock:
+            if self._waiters:
+                _, _, thread, wake = heapq.heappop(self._waiters)
+                self._holder = thread
+                wake.set()
+            else:
+                self._holder = None
+            self._changed.notify_all()
+
+    def schedule(self, call: Callable[[], T], priority: Priority = Priority.INTERACTIVE) -> T:
+        """Run `call` in this thread when its turn comes (the engine's Scheduler interface)."""
+        if self._holder == threading.get_ident():
+            return call()
+        self._acquire(priority)
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self._mean_call_s = 0.8 * self._mean_call_s + 0.2 * (time.perf_counter() - started)
+            self._release()
+
+    def wait_until(self, predicate: Callable[[ModelGate], bool], timeout: float | None = None) -> bool:
+        """Block until `predicate(gate)` holds (checked at every change of the queue); for tests and tools."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout)
+
+    async def call(self, call: Callable[..., T], *args: object) -> T:
+        """Admit a request and run `call` (an engine operation that schedules its own model work) in a
+        worker thread, without holding the gate itself."""
+        self.admit()
+        return await anyio.to_thread.run_sync(partial(call, *args))
 
     async def run(self, call: Callable[..., T], *args: object, priority: Priority = Priority.INTERACTIVE) -> T:
-        await self._acquire(priority)
-
-        def timed() -> T:
-            started = time.perf_counter()
-            try:
-                return call(*args)
-            finally:  # a lost update between threads only blurs an estimate
-                self._mean_call_s = 0.8 * self._mean_call_s + 0.2 * (time.perf_counter() - started)
-
-        try:
-            return await anyio.to_thread.run_sync(timed, limiter=self._threads)
-        finally:
-            self._release()
+        """Admit a request and run `call` in a worker thread holding the gate for all of it: for a short
+        model call that does not schedule its own work (it must not wait for another engine computation,
+        such as a split's preparation, that itself waits for the gate)."""
+        self.admit()
+        return await anyio.to_thread.run_sync(partial(self.schedule, partial(call, *args), priority))

@@ -13,22 +13,34 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 import torch
 from headscope.engine import metrics, significance
 from headscope.engine.errors import InputError
-from headscope.engine.evaluation import PreparedSplit, head_output_means, masked_logits, prepare_split
+from headscope.engine.evaluation import PreparedSplit, Runner, head_output_means, masked_logits, prepare_split
 from headscope.engine.interventions import ABLATION_MODES, AblationMode, capture_attention
 from headscope.engine.masks import HeadMask
 from headscope.engine.measures import MEASURES, output_gram, rollout, silenced, value_norms
 from headscope.engine.model import LoadedModel
 from headscope.engine.records import StoredEvaluation
+from headscope.engine.scheduling import (
+    DIRECT,
+    Cancelled,
+    Priority,
+    Progress,
+    Scheduler,
+    never_cancelled,
+    no_progress,
+    run_chunked,
+)
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
 from headscope.engine.words import Alignment, Parse, Parser, align, encode_with_offsets, stored_parses
 
 Head = tuple[int, int]
+T = TypeVar("T")
 MaskLike = HeadMask | Iterable[Sequence[int]]
 
 
@@ -106,14 +118,18 @@ class Engine:
     """Attention, predictions and evaluations of one model on one task, with reuse."""
 
     def __init__(self, model: LoadedModel, task: Task, store: ResultStore, *, batch_size: int = 64,
-                 layer_cache_bytes: int = 2 * 1024**3, attention_cache_bytes: int = 1024**3) -> None:
+                 layer_cache_bytes: int = 2 * 1024**3, attention_cache_bytes: int = 1024**3,
+                 scheduler: Scheduler = DIRECT) -> None:
         self.model = model
+        self.scheduler = scheduler  # where model work queues: directly by default, the API's gate in a server
         self.task = task
         self.store = store
         self.batch_size = batch_size
         self.layer_cache_bytes = layer_cache_bytes
         self.attention_cache_bytes = attention_cache_bytes
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # the model's: held by scheduled work while it runs, never while waiting
+        self._state = threading.Lock()  # the memo dicts below, for moments (never around model work)
+        self._once: dict[object, threading.Lock] = {}  # one lock per split preparation / means computation
         self._prepared: OrderedDict[tuple[str, int], PreparedSplit] = OrderedDict()
         self._attention: OrderedDict[tuple, AttentionResult] = OrderedDict()
         self._means: torch.Tensor | None = None
@@ -169,23 +185,58 @@ class Engine:
         """The result store's key for a `kind` of result with `params`, on this model and task."""
         return {"kind": kind, **self.identity(), **params}
 
+    # -- scheduling -------------------------------------------------------------------------------
+    def schedule(self, call: Callable[[], T], priority: Priority = Priority.BATCH) -> T:
+        """Run one piece of model work through the scheduler, holding the caches' lock while it runs."""
+        def locked() -> T:
+            with self.lock:
+                return call()
+
+        return self.scheduler.schedule(locked, priority)
+
+    def chunked(self, progress: Progress = no_progress, cancelled: Cancelled = never_cancelled,
+                priority: Priority = Priority.BATCH) -> Runner:
+        """A runner for evaluation.py's long loops: their units in time-sized chunks through the scheduler
+        (scheduling.run_chunked), checking `cancelled` before and reporting `progress` after each chunk."""
+        def runner(weights: Sequence[float], work: Callable[[int, int], None]) -> None:
+            def locked(start: int, stop: int) -> None:
+                with self.lock:
+                    work(start, stop)
+
+            run_chunked(self.scheduler, weights, locked, priority=priority, progress=progress, cancelled=cancelled)
+
+        return runner
+
+    def _once_lock(self, key: object) -> threading.Lock:
+        with self._state:
+            return self._once.setdefault(key, threading.Lock())
+
     # -- mean ablation statistics ----------------------------------------------------------------
-    def head_means(self) -> torch.Tensor:
-        """Per-head mean output over the reference split ``[layers, heads, head_dim]``: computed once, stored."""
-        with self.lock:
+    def head_means(self, progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> torch.Tensor:
+        """Per-head mean output over the reference split ``[layers, heads, head_dim]``: computed once (in
+        chunks of batch work), stored."""
+        with self._once_lock("head-means"):
             if self._means is None:
                 key = self.result_key("head-means", split=self.task.reference_split)
                 shape = (self.model.num_layers, self.model.num_heads, self.model.head_dim)
                 stored = self.store.get_array(key, shape)
                 if stored is None:
                     examples = self.task.split(self.task.reference_split)
-                    stored = head_output_means(self.model, examples, self.batch_size).numpy()
+                    stored = head_output_means(self.model, examples, self.batch_size,
+                                               run=self.chunked(progress, cancelled)).numpy()
                     self.store.put_array(key, stored)
                 self._means = torch.from_numpy(stored).to(self.model.device)
+            progress(1.0)
             return self._means
 
+    def has_head_means(self) -> bool:
+        """The per-head means are at hand (in memory or stored), so mean mode answers without computing them."""
+        if self._means is not None:
+            return True
+        shape = (self.model.num_layers, self.model.num_heads, self.model.head_dim)
+        return self.store.get_array(self.result_key("head-means", split=self.task.reference_split), shape) is not None
+
     def means_for(self, mode: str, disabled: torch.Tensor) -> torch.Tensor | None:
-        """The per-head means an intervention needs for `mode` and `disabled` (None when it needs none)."""
         return self.head_means() if mode == "mean" and bool(disabled.any()) else None
 
     # -- one input ----------------------------------------------------------------------------------
@@ -196,12 +247,14 @@ class Engine:
         mask = self.mask(ablate)
         disabled = mask.tensor()
         key = (text, text_pair or None, mask.heads, mode)
-        with self.lock:
+        with self._state:
             if key in self._attention:
                 self._attention.move_to_end(key)
                 return self._attention[key]
-            encoded = self.model.encode_one(text, text_pair)
-            means = self.means_for(mode, disabled)
+        encoded = self.model.encode_one(text, text_pair)
+        means = self.means_for(mode, disabled)
+
+        def forward() -> AttentionResult:
             ids = torch.tensor([encoded["input_ids"]], device=self.model.device)
             types = torch.tensor([encoded["token_type_ids"]], device=self.model.device)
             mask = torch.ones_like(ids)
@@ -225,8 +278,12 @@ class Engine:
                 disabled=disabled.numpy(),
                 mode=mode,
             )
-            self._memoise_attention(key, result)
             return result
+
+        result = self.schedule(forward, Priority.INTERACTIVE)
+        with self._state:
+            self._memoise_attention(key, result)
+        return result
 
     def _memoise_attention(self, key: tuple, result: AttentionResult) -> None:
         """Keep `result`, dropping the least recently used entries beyond the byte budget (one BERT-large
@@ -241,24 +298,28 @@ class Engine:
 
     def attention_memo_bytes(self) -> int:
         """Bytes the attention memo holds now."""
-        with self.lock:
+        with self._state:
             return sum(r.nbytes for r in self._attention.values())
 
     # -- a split ------------------------------------------------------------------------------------
-    def prepared(self, split: str | None, limit: int | None) -> PreparedSplit:
-        """The split's first `limit` examples, tokenised, with baseline logits and kept layer inputs."""
+    def prepared(self, split: str | None, limit: int | None, progress: Progress = no_progress,
+                 cancelled: Cancelled = never_cancelled) -> PreparedSplit:
+        """The split's first `limit` examples, tokenised, with baseline logits and kept layer inputs (the
+        forward passes in chunks of batch work; prepared once, kept while the layer cache has room)."""
         examples = self.task.select(split, limit)
         key = (self.task.split_name(split), len(examples))
-        with self.lock:
-            if key in self._prepared:
-                self._prepared.move_to_end(key)
-                return self._prepared[key]
+        with self._once_lock(("prepared", key)):
+            with self._state:
+                if key in self._prepared:
+                    self._prepared.move_to_end(key)
+                    return self._prepared[key]
             prepared = prepare_split(self.model, examples, batch_size=self.batch_size,
-                                     budget_bytes=self.layer_cache_bytes)
-            self._prepared[key] = prepared
-            while len(self._prepared) > 1 and sum(p.kept_bytes for p in self._prepared.values()) > \
-                    self.layer_cache_bytes:
-                self._prepared.popitem(last=False)
+                                     budget_bytes=self.layer_cache_bytes, run=self.chunked(progress, cancelled))
+            with self._state:
+                self._prepared[key] = prepared
+                while len(self._prepared) > 1 and sum(p.kept_bytes for p in self._prepared.values()) > \
+                        self.layer_cache_bytes:
+                    self._prepared.popitem(last=False)
             return prepared
 
     def baseline_predictions(self, split: str | None, limit: int | None = None) -> np.ndarray:
@@ -312,25 +373,26 @@ class Engine:
         disabled = mask.tensor()
         split_name = self.task.split_name(split)
         n = len(self.task.select(split_name, limit))
-        with self.lock:
-            prepared = self.prepared(split_name, limit)
-            means = self.means_for(mode, disabled)
-            logits = masked_logits(self.model, prepared, disabled[None], mode, means,
-                                   use_layer_cache=use_layer_cache)[0]
+        prepared = self.prepared(split_name, limit)
+        means = self.means_for(mode, disabled)
+        logits = masked_logits(self.model, prepared, disabled[None], mode, means, use_layer_cache=use_layer_cache,
+                               run=self.chunked())[0]
         value = self.evaluation_record(mode, n, logits.argmax(axis=-1), prepared)
         if use_store:
             self.remember_evaluation(mask, mode, split_name, value)
         return EvaluationResult(**value, cached=False, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def evaluate_many(self, masks: Sequence[MaskLike], mode: str = "zero", split: str | None = None,
-                      limit: int | None = None, *, use_layer_cache: bool = True) -> np.ndarray:
-        """Predictions ``[masks, n]`` for many masks, several masks per forward pass (for sweeps)."""
+                      limit: int | None = None, *, use_layer_cache: bool = True, progress: Progress = no_progress,
+                      cancelled: Cancelled = never_cancelled) -> np.ndarray:
+        """Predictions ``[masks, n]`` for many masks, several masks per forward pass (for sweeps), in
+        time-sized chunks of batch work; `cancelled` is checked before each chunk."""
         mode = self.check_mode(mode)
         disabled = torch.stack([self.disabled_tensor(m) for m in masks])
-        with self.lock:
-            prepared = self.prepared(split, limit)
-            means = self.means_for(mode, disabled)
-            logits = masked_logits(self.model, prepared, disabled, mode, means, use_layer_cache=use_layer_cache)
+        prepared = self.prepared(split, limit, cancelled=cancelled)
+        means = self.means_for(mode, disabled)
+        logits = masked_logits(self.model, prepared, disabled, mode, means, use_layer_cache=use_layer_cache,
+                               run=self.chunked(progress, cancelled))
         return logits.argmax(axis=-1)
 
     def examples(self, split: str | None, offset: int, count: int) -> tuple[int, list[dict]]:
@@ -342,7 +404,7 @@ class Engine:
         split_name = self.task.split_name(split)
         rows = self.task.split(split_name)
         page = rows[offset:offset + count]
-        with self.lock:
+        def predict_page() -> np.ndarray:
             known = self._page_predictions.setdefault(split_name, np.full(len(rows), -1, dtype=np.int64))
             whole = self._prepared.get((split_name, len(rows)))
             if whole is not None:
@@ -352,7 +414,9 @@ class Engine:
                 predicted = prepare_split(self.model, [rows[i] for i in missing], batch_size=self.batch_size,
                                           budget_bytes=0).baseline_predictions
                 known[missing] = predicted
-            predicted = known[offset:offset + len(page)]
+            return known[offset:offset + len(page)].copy()
+
+        predicted = self.schedule(predict_page, Priority.INTERACTIVE)
         labels = self.model.labels
         return len(rows), [
             {"id": e.id, "text": e.text, "text_pair": e.text_pair, "label": labels[e.label],

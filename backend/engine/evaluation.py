@@ -16,6 +16,7 @@ device until the end, and passes are sized from the device's free memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,12 +102,22 @@ def _stash(hidden: torch.Tensor, on_device: bool) -> torch.Tensor:
     return host.copy_(hidden, non_blocking=True)
 
 
+Runner = Callable[[Sequence[float], Callable[[int, int], None]], None]
+
+
+def run_all(weights: Sequence[float], work: Callable[[int, int], None]) -> None:
+    """Run every unit at once (the default): callers that queue model work pass a chunking runner
+    (``Engine.batch_runner``: :func:`headscope.engine.scheduling.run_chunked` through the engine's scheduler)."""
+    work(0, len(weights))
+
+
 def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: int, budget_bytes: int,
-                  device_budget_bytes: int | None = None) -> PreparedSplit:
+                  device_budget_bytes: int | None = None, run: Runner = run_all) -> PreparedSplit:
     """Tokenise, batch by length, run the unablated model once and keep layer inputs within the budget.
 
     On CUDA, kept inputs beyond `device_budget_bytes` (default: a quarter of the free device memory,
-    leaving room for passes) live in pinned host memory instead.
+    leaving room for passes) live in pinned host memory instead. The forward passes (one unit per
+    batch) go through `run`.
     """
     texts = [e.text for e in examples]
     pairs = [e.text_pair for e in examples]
@@ -128,27 +139,33 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
     on_device_bytes = 0
 
     batches: list[Batch] = []
-    batch_logits: list[torch.Tensor] = []
     for start in range(0, len(order), batch_size):
         positions = order[start:start + batch_size]
         encoded = model.encode_batch([texts[i] for i in positions], [pairs[i] for i in positions])
         encoded = {k: v.to(model.device, non_blocking=True) for k, v in encoded.items()}
-        batch = Batch(positions=positions, **encoded)
+        batches.append(Batch(positions=positions, **encoded))
+    batch_logits: list[torch.Tensor | None] = [None] * len(batches)
 
-        def keep(layer: int, hidden: torch.Tensor, batch: Batch = batch) -> None:
-            nonlocal on_device_bytes
-            if layer in kept:
-                size = hidden.numel() * hidden.element_size()
-                fits = on_device_bytes + size <= device_budget_bytes
-                on_device_bytes += size if fits else 0
-                batch.layer_inputs[layer] = _stash(hidden, fits)
+    def forward(first: int, stop: int) -> None:
+        nonlocal on_device_bytes
+        for index in range(first, stop):
+            batch = batches[index]
 
-        with torch.inference_mode():
-            hidden = model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.attention_mask,
-                                      stop=model.num_layers - 1, keep=keep)
-            keep(model.num_layers - 1, hidden)
-            batch_logits.append(model.logits_from(hidden, batch.attention_mask, model.num_layers - 1).float())
-        batches.append(batch)
+            def keep(layer: int, hidden: torch.Tensor, batch: Batch = batch) -> None:
+                nonlocal on_device_bytes
+                if layer in kept:
+                    size = hidden.numel() * hidden.element_size()
+                    fits = on_device_bytes + size <= device_budget_bytes
+                    on_device_bytes += size if fits else 0
+                    batch.layer_inputs[layer] = _stash(hidden, fits)
+
+            with torch.inference_mode():
+                hidden = model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.attention_mask,
+                                          stop=model.num_layers - 1, keep=keep)
+                keep(model.num_layers - 1, hidden)
+                batch_logits[index] = model.logits_from(hidden, batch.attention_mask, model.num_layers - 1).float()
+
+    run([b.size * b.input_ids.shape[1] * model.num_layers for b in batches], forward)
     logits = np.zeros((len(examples), model.config.num_labels), dtype=np.float32)
     if batches:  # one device-to-host copy for the whole split
         logits[np.concatenate([b.positions for b in batches])] = torch.cat(batch_logits).cpu().numpy()
@@ -162,14 +179,25 @@ def _restart_layer(first_ablated: int, kept: tuple[int, ...]) -> int | None:
     return max(usable) if usable else None
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One forward pass of `masks` (indices into ``disabled``) over one batch, from `start_layer`."""
+
+    batch: int
+    start_layer: int  # -1 = from the embeddings
+    masks: np.ndarray
+    weight: float  # rows x tokens x layers run: its relative cost
+
+
 def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.Tensor, mode: AblationMode,
                   means: torch.Tensor | None = None, *, use_layer_cache: bool = True,
-                  rows_per_pass: int | None = None) -> np.ndarray:
+                  rows_per_pass: int | None = None, run: Runner = run_all) -> np.ndarray:
     """Logits ``[masks, n, labels]`` of every example under each mask of ``disabled [masks, layers, heads]``.
 
     Masks are grouped by the layer they restart from (the latest kept layer at or below their first
     ablated one), so no pass recomputes a layer one of its masks did not need; each group is cut into
-    passes of about `rows_per_pass` rows (examples x masks; None = sized for the device).
+    passes of about `rows_per_pass` rows (examples x masks; None = sized for the device). The passes
+    (weighted by their cost) go through `run`.
     """
     if rows_per_pass is None:
         rows_per_pass = rows_per_pass_for(model, prepared)
@@ -182,40 +210,56 @@ def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.T
         for f in first
     ])  # -1 = from the embeddings
     active = np.flatnonzero(first < model.num_layers)
+    passes = []
+    for index, batch in enumerate(prepared.batches):
+        per_pass = max(1, rows_per_pass // batch.size)
+        for start_layer in np.unique(restart[active]):
+            group = active[restart[active] == start_layer]
+            for s in range(0, len(group), per_pass):
+                chosen = group[s:s + per_pass]
+                layers_run = model.num_layers - max(int(start_layer), 0)
+                passes.append(Pass(index, int(start_layer), chosen,
+                                   len(chosen) * batch.size * batch.input_ids.shape[1] * layers_run))
     out = torch.zeros(masks, n, model.config.num_labels, dtype=torch.float32, device=model.device)
-    with torch.inference_mode():
-        for batch in prepared.batches:
-            per_pass = max(1, rows_per_pass // batch.size)
-            positions = torch.as_tensor(batch.positions, device=model.device)
-            for start_layer in np.unique(restart[active]):
-                group = active[restart[active] == start_layer]
-                for s in range(0, len(group), per_pass):
-                    chosen = group[s:s + per_pass]
-                    if start_layer < 0:
-                        hidden, start = model.embed(batch.input_ids, batch.token_type_ids), 0
-                    else:
-                        hidden = batch.layer_inputs[start_layer].to(model.device, non_blocking=True)
-                        start = int(start_layer)
-                    copies = len(chosen)
-                    index = torch.as_tensor(chosen, device=model.device)
-                    rows = disabled[index].repeat_interleave(batch.size, 0)
-                    if copies > 1:
-                        hidden = hidden.repeat(copies, 1, 1)
-                    mask = batch.attention_mask.repeat(copies, 1) if copies > 1 else batch.attention_mask
-                    with intervene(Intervention(disabled=rows, mode=mode, means=means)):
-                        logits = model.logits_from(hidden, mask, start)
-                    out[index[:, None], positions[None, :]] = logits.float().view(copies, batch.size, -1)
+
+    def forward(first_pass: int, stop: int) -> None:
+        with torch.inference_mode():
+            for step in passes[first_pass:stop]:
+                batch = prepared.batches[step.batch]
+                positions = torch.as_tensor(batch.positions, device=model.device)
+                if step.start_layer < 0:
+                    hidden, start = model.embed(batch.input_ids, batch.token_type_ids), 0
+                else:
+                    hidden = batch.layer_inputs[step.start_layer].to(model.device, non_blocking=True)
+                    start = step.start_layer
+                copies = len(step.masks)
+                index = torch.as_tensor(step.masks, device=model.device)
+                rows = disabled[index].repeat_interleave(batch.size, 0)
+                if copies > 1:
+                    hidden = hidden.repeat(copies, 1, 1)
+                mask = batch.attention_mask.repeat(copies, 1) if copies > 1 else batch.attention_mask
+                with intervene(Intervention(disabled=rows, mode=mode, means=means)):
+                    logits = model.logits_from(hidden, mask, start)
+                out[index[:, None], positions[None, :]] = logits.float().view(copies, batch.size, -1)
+
+    run([p.weight for p in passes], forward)
     result = out.cpu().numpy()  # one device-to-host copy for every mask
     result[first >= model.num_layers] = prepared.baseline_logits  # nothing disabled: the baseline is the answer
     return result
 
 
-def head_output_means(model: LoadedModel, examples: list[Example], batch_size: int) -> torch.Tensor:
-    """Mean of each head's output over every real token of `examples`, unablated: ``[layers, heads, head_dim]``."""
+def head_output_means(model: LoadedModel, examples: list[Example], batch_size: int,
+                      run: Runner = run_all) -> torch.Tensor:
+    """Mean of each head's output over every real token of `examples`, unablated: ``[layers, heads, head_dim]``
+    (one unit of `run` per batch of examples)."""
     sums = torch.zeros(model.num_layers, model.num_heads, model.head_dim, dtype=torch.float64, device=model.device)
     tokens = 0
-    with torch.inference_mode():
-        for start in range(0, len(examples), batch_size):
+    starts = list(range(0, len(examples), batch_size))
+
+    @torch.inference_mode()
+    def forward(first: int, stop: int) -> None:
+        nonlocal tokens
+        for start in starts[first:stop]:
             chunk = examples[start:start + batch_size]
             encoded = model.encode_batch([e.text for e in chunk], [e.text_pair for e in chunk])
             tokens += int(encoded["attention_mask"].sum())  # counted on the host, before the copy
@@ -227,4 +271,6 @@ def head_output_means(model: LoadedModel, examples: list[Example], batch_size: i
                 model.run_layers(hidden, encoded["attention_mask"])
             for layer, output in intervention.outputs.items():  # [batch, heads, query, head_dim]
                 sums[layer] += (output.to(torch.float64) * real).sum(dim=(0, 2))  # summed where it lives
+
+    run([float(len(examples[s:s + batch_size])) for s in starts], forward)
     return (sums / max(tokens, 1)).to(torch.float32).cpu()

@@ -114,6 +114,6 @@ async def attention(request: AttentionRequest, engine: EngineDep, gate: GateDep)
             return result, None
         return result, engine.word_alignment(result.tokens, request.text, request.text_pair)
 
-    result, words = await gate.run(forward)
+    result, words = await gate.call(forward)  # engine.attention queues its forward at interactive priority
     body = await anyio.to_thread.run_sync(render_attention, result, request, heads, mask.pairs(), words)
     return Response(body, media_type="application/json")

@@ -6,13 +6,10 @@ calls (``cached: true``); anything else goes through the model gate.
 
 from __future__ import annotations
 
-from functools import partial
-
 import anyio
 from fastapi import APIRouter
 from headscope.api.deps import EngineDep, GateDep
 from headscope.api.errors import MODEL_CALL_RESPONSES
-from headscope.api.limits import Priority
 from headscope.api.schemas import EvaluateRequest, EvaluateResponse
 
 router = APIRouter(prefix="/api", tags=["evaluate"])
@@ -26,6 +23,5 @@ async def evaluate(request: EvaluateRequest, engine: EngineDep, gate: GateDep) -
     engine.task.select(split, request.limit)  # unknown split or bad limit: 422 before queueing
     result = await anyio.to_thread.run_sync(engine.stored_evaluation, mask, request.mode, split, request.limit)
     if result is None:
-        result = await gate.run(partial(engine.evaluate, mask, request.mode, split, request.limit),
-                                priority=Priority.BATCH)
+        result = await gate.call(engine.evaluate, mask, request.mode, split, request.limit)
     return EvaluateResponse(**result.to_dict(), split=split, ablate=mask.pairs())

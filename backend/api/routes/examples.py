@@ -21,5 +21,5 @@ async def examples(
     limit: Annotated[int, Query(ge=1, le=MAX_EXAMPLES_PAGE, description="Examples in the page.")] = 20,
 ) -> ExamplesResponse:
     engine.task.split(split)  # unknown split: 422 listing the task's splits, before queueing
-    total, items = await gate.run(engine.examples, split, offset, limit)
+    total, items = await gate.call(engine.examples, split, offset, limit)
     return ExamplesResponse(total=total, items=[ExampleItem(**item) for item in items])

@@ -8,7 +8,6 @@ from functools import partial
 from fastapi import APIRouter
 from headscope.api.deps import EngineDep, GateDep
 from headscope.api.errors import MODEL_CALL_RESPONSES
-from headscope.api.limits import Priority
 from headscope.api.schemas import RepresentationsRequest, RepresentationsResponse
 from headscope.engine.atlas.layers import check_representations_request
 from headscope.engine.atlas.layers import representations as project
@@ -21,6 +20,6 @@ async def representations(request: RepresentationsRequest, engine: EngineDep, ga
     """Each chosen example's pooled state at `layer`, projected on the first two principal components."""
     ablate = engine.mask(request.ablate)  # the one canonical mask; an unknown head is a 422 before queueing
     check_representations_request(engine, request.layer, request.split, request.limit, request.pooling)  # 422 first
-    result = await gate.run(partial(project, engine, request.layer, request.split, request.limit, ablate,
-                                    request.mode, request.pooling), priority=Priority.BATCH)
+    result = await gate.call(partial(project, engine, request.layer, request.split, request.limit, ablate,
+                                     request.mode, request.pooling))
     return RepresentationsResponse(**result)

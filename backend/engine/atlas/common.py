@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import capture_attention
-
-Progress = Callable[[float], None]  # share done, 0..1
-Cancelled = Callable[[], bool]
-
-
-class JobCancelled(Exception):
-    """Raised between evaluation chunks when the caller asked to stop."""
-
-
-def no_progress(_: float) -> None:
-    """Progress sink for callers that do not show any."""
-
-
-def never_cancelled() -> bool:
-    return False
-
-
-def check_cancelled(cancelled: Cancelled) -> None:
-    if cancelled():
-        raise JobCancelled("cancelled")
+from headscope.engine.scheduling import (  # noqa: F401 (the atlas modules' hooks, defined with the scheduler)
+    Cancelled,
+    JobCancelled,
+    Progress,
+    check_cancelled,
+    never_cancelled,
+    no_progress,
+)
 
 
 @dataclass(frozen=True)
@@ -47,26 +35,30 @@ def split_maps(engine: Engine, split: str | None, limit: int | None, progress: P
     Kobayashi et al.'s norm (weight x ||W_O block . value||; docs/api.md); unablated, or with `ablate`
     disabled by `mode` (weights only: the syntax job).
 
-    The engine's lock is held for one batch at a time, so interactive requests interleave with a job.
+    Each batch is one piece of batch work for the engine's scheduler, so interactive requests go between.
     """
-    prepared = engine.prepared(split, limit)
+    prepared = engine.prepared(split, limit, cancelled=cancelled)
     model = engine.model
     disabled = engine.disabled_tensor(ablate)
     ablated = bool(disabled.any())
     means = engine.head_means() if ablated and mode == "mean" else None
+    intervention_disabled = disabled[None].to(model.device) if ablated else None
     total = len(prepared.examples)
     done = 0
     for batch in prepared.batches:
         check_cancelled(cancelled)
-        with engine.lock:
+
+        def forward(batch=batch):
             _, weights, intervention = capture_attention(
-                lambda b=batch: model.run_layers(model.embed(b.input_ids, b.token_type_ids), b.attention_mask),
-                model.num_layers, disabled=disabled[None].to(model.device) if ablated else None,
-                mode=engine.check_mode(mode), means=means, capture_values=measure == "norm")
+                lambda: model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.attention_mask),
+                model.num_layers, disabled=intervention_disabled, mode=engine.check_mode(mode), means=means,
+                capture_values=measure == "norm")
             weights = weights.float()
             if measure == "norm":  # [batch, layers, heads, key] norms scale each key's column
                 weights = weights * engine.value_norms(intervention.values)[:, :, :, None, :]
-        weights = weights.cpu().numpy()  # [batch, layers, heads, seq, seq]
+            return weights
+
+        weights = engine.schedule(forward).cpu().numpy()  # [batch, layers, heads, seq, seq]
         lengths = batch.attention_mask.sum(dim=1).tolist()
         for row, (position, length) in enumerate(zip(batch.positions, lengths, strict=True)):
             ids = batch.input_ids[row, :length].tolist()

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import torch
-from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
+from headscope.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import Intervention, intervene
 
@@ -27,36 +27,37 @@ def raw_importance(engine: Engine, split: str | None, limit: int | None, *, mode
     """``E_x |dL_x / d gate|`` as ``[layers, heads]`` float64, and the mean loss, with `disabled` heads
     switched off by `mode` (their gates stay in the graph but they are not pruned twice)."""
     model = engine.model
-    prepared = engine.prepared(split, limit)
+    prepared = engine.prepared(split, limit, cancelled=cancelled)
     total = np.zeros((model.num_layers, model.num_heads), dtype=np.float64)
     loss_sum = 0.0
     n = len(prepared.examples)
-    done = 0
     if disabled is None:
         disabled = torch.zeros(model.num_layers, model.num_heads, dtype=torch.bool)
     means = engine.means_for(mode, disabled)
-    for batch in prepared.batches:
-        gold = torch.as_tensor(prepared.gold[batch.positions], device=model.device)
-        lengths = batch.attention_mask.sum(dim=1).tolist()
-        for row, length in enumerate(lengths):
-            check_cancelled(cancelled)
-            with engine.lock, torch.enable_grad():  # one example at a time: interactive requests interleave
+    units = [(batch, row, length) for batch in prepared.batches
+             for row, length in enumerate(batch.attention_mask.sum(dim=1).tolist())]
+    gate_disabled = disabled[None].to(model.device)
+
+    def backward(start: int, stop: int) -> None:  # one example at a time, in time-sized chunks of batch work
+        nonlocal total, loss_sum
+        for batch, row, length in units[start:stop]:
+            gold = torch.as_tensor(prepared.gold[batch.positions[row:row + 1]], device=model.device)
+            with torch.enable_grad():
                 gate = torch.ones(model.num_layers, model.num_heads, dtype=model.dtype, device=model.device,
                                   requires_grad=True)
-                intervention = Intervention(disabled=disabled[None].to(model.device), mode=mode, means=means,
-                                            gates=gate)
+                intervention = Intervention(disabled=gate_disabled, mode=mode, means=means, gates=gate)
                 ids = batch.input_ids[row:row + 1, :length]
                 types = batch.token_type_ids[row:row + 1, :length]
                 mask = batch.attention_mask[row:row + 1, :length]
                 with intervene(intervention):
                     hidden = model.embed(ids, types)
                     logits = model.classify(model.run_layers(hidden, mask), mask)
-                loss = torch.nn.functional.cross_entropy(logits, gold[row:row + 1])
+                loss = torch.nn.functional.cross_entropy(logits, gold)
                 (grad,) = torch.autograd.grad(loss, gate)
-                total += grad.abs().double().cpu().numpy()
-                loss_sum += float(loss.detach())
-        done += batch.size
-        progress(done / n)
+            total += grad.abs().double().cpu().numpy()
+            loss_sum += float(loss.detach())
+
+    engine.chunked(progress, cancelled)([float(length) for _, _, length in units], backward)
     return total / n, loss_sum / n
 
 

@@ -1,10 +1,12 @@
-"""Long atlas analyses as background jobs: one worker thread, progress, cancellation, stored results.
+"""Long atlas analyses as background jobs: an executor of one worker, progress, cancellation, stored results.
 
 A job's id is a hash of its kind, its canonical parameters and what makes its numbers (model
 fingerprint, dtype, task hash, max_tokens), so the same request always names the same job. Finished
 results go to a ``jobs`` table in the engine's SQLite file; after a restart, ``get`` and ``submit``
-find them there and answer at once, without running the model. Jobs run one at a time; the analyses
-take the engine's lock one chunk at a time, so interactive requests interleave with a running job.
+find them there and answer at once, without running the model. Jobs run one at a time (a
+``ThreadPoolExecutor`` with one worker, a future per job); their model work goes through the engine's
+scheduler as time-sized chunks at batch priority, so an interactive request waits at most for one chunk,
+and a cancel takes effect before the next chunk.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import threading
 import time
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from headscope.engine.atlas import runner
@@ -57,6 +60,7 @@ class Job:
     elapsed_s: float | None = None
     started: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    future: Future | None = field(default=None, repr=False)  # the executor's handle while queued or running
 
     def to_dict(self, with_result: bool = True) -> dict:
         """The job object of docs/api.md, plus the parameters and timing."""
@@ -72,10 +76,8 @@ class JobManager:
         self.engine = engine
         self.base_model = base_model
         self._jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="headscope-jobs")  # one at a time
         self._lock = threading.Lock()
-        self._worker: threading.Thread | None = None
-        self._closed = False
         store = engine.store
         with store.locked():
             ensure_table(store.connection(), "jobs", JOBS_COLUMNS)
@@ -132,8 +134,7 @@ class JobManager:
                 return stored
             job = Job(id=job_id, kind=kind, params=params)
             self._jobs[job_id] = job
-            self._ensure_worker()
-        self._queue.put(job_id)
+            job.future = self._executor.submit(self._run, job)
         return job
 
     def lookup(self, kind: str, mode: str | None = "zero", split: str | None = None, limit: int | None = None,
@@ -166,48 +167,38 @@ class JobManager:
         if job is None:
             return None
         with self._lock:
-            if job.state == "queued":
-                job.state, job.eta_s = "cancelled", None
-            if job.state in ("queued", "running", "cancelled"):
-                job.cancel_event.set()
+            if job.state in ("queued", "running"):
+                job.cancel_event.set()  # a running job stops before its next chunk
+            if job.state == "queued" and job.future is not None and job.future.cancel():
+                job.state, job.eta_s = "cancelled", None  # never started
         return job
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Block until the job is no longer queued or running (for tests and scripts)."""
-        deadline = time.monotonic() + timeout
-        while (job := self.get(job_id)) is not None and job.state in ("queued", "running"):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job.state} after {timeout} s")
-            time.sleep(0.02)
+        job = self.get(job_id)
         if job is None:
             raise KeyError(job_id)
+        if job.future is not None:
+            done, _ = futures.wait([job.future], timeout=timeout)
+            if not done:
+                raise TimeoutError(f"job {job_id} still {job.state} after {timeout} s")
         return job
 
     def close(self) -> None:
-        """Cancel what is running and stop the worker (at app shutdown)."""
-        self._closed = True
+        """Cancel what is queued or running and stop the executor (at app shutdown)."""
         with self._lock:
             for job in self._jobs.values():
                 if job.state in ("queued", "running"):
                     job.cancel_event.set()
-        self._queue.put(None)
-        if self._worker is not None:
-            self._worker.join(timeout=30)
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     # -- the worker ---------------------------------------------------------------------------------
-    def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._work, name="headscope-jobs", daemon=True)
-            self._worker.start()
-
-    def _work(self) -> None:
-        while (job_id := self._queue.get()) is not None:
-            job = self._jobs.get(job_id)
-            if job is None or job.state != "queued" or job.cancel_event.is_set():
-                continue
-            self._run(job)
-
     def _run(self, job: Job) -> None:
+        """Run one job in the executor's thread; its model work queues chunk by chunk at batch priority
+        through the engine's scheduler."""
+        if job.cancel_event.is_set():
+            job.state, job.eta_s = "cancelled", None
+            return
         started = time.monotonic()
         job.state, job.started, job.progress, job.eta_s, job.error = "running", started, 0.0, None, None
 

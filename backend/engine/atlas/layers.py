@@ -107,10 +107,14 @@ def readout(engine: Engine, split: str, limit: int | None, disabled: torch.Tenso
     done = 0
     for batch in prepared.batches:
         check_cancelled(cancelled)
-        with engine.lock, torch.inference_mode():
+
+        @torch.inference_mode()
+        def forward(batch=batch) -> tuple[torch.Tensor, torch.Tensor]:
             states = batch_states(model, batch, disabled, mode, means, layers)
             logits = torch.stack([head_logits(model, s, batch.attention_mask) for s in states]).float().cpu()
-            tokens = torch.stack([s[:, 0] for s in states]).float().cpu()
+            return logits, torch.stack([s[:, 0] for s in states]).float().cpu()
+
+        logits, tokens = engine.schedule(forward)
         lens[:, batch.positions] = logits.numpy()
         first[:, batch.positions] = tokens.numpy()
         done += batch.size
@@ -256,13 +260,16 @@ def representations(engine: Engine, layer: int, split: str | None = None, limit:
     pooled = np.zeros((n, model.config.hidden_size), dtype=np.float32)
     predictions = prepared.baseline_predictions.copy()
     upto = model.num_layers if masked else layer  # the prediction under a mask needs the last state
+    @torch.inference_mode()
+    def forward(batch) -> None:
+        states = batch_states(model, batch, disabled, mode, means, upto)
+        pooled[batch.positions] = pool(states[layer], batch.attention_mask, pooling).float().cpu().numpy()
+        if masked:
+            logits = head_logits(model, states[-1], batch.attention_mask)
+            predictions[batch.positions] = logits.argmax(dim=-1).cpu().numpy()
+
     for batch in prepared.batches:
-        with engine.lock, torch.inference_mode():
-            states = batch_states(model, batch, disabled, mode, means, upto)
-            pooled[batch.positions] = pool(states[layer], batch.attention_mask, pooling).float().cpu().numpy()
-            if masked:
-                logits = head_logits(model, states[-1], batch.attention_mask)
-                predictions[batch.positions] = logits.argmax(dim=-1).cpu().numpy()
+        engine.schedule(lambda batch=batch: forward(batch))
     coordinates, explained, _ = principal_components(pooled)
     labels = model.labels
     return {

@@ -75,10 +75,10 @@ def attention_similarity(engine: Engine, base_source: str | None, split: str | N
     done = 0
     for batch in prepared.batches:
         check_cancelled(cancelled)
-        with engine.lock:
-            _, tuned, _ = capture_attention(lambda b=batch: model.run_layers(
-                model.embed(b.input_ids, b.token_type_ids), b.attention_mask), model.num_layers)
-            _, base, _ = capture_attention(lambda b=batch: encoder(**model.inputs(vars(b))), model.num_layers)
+        _, tuned, _ = engine.schedule(lambda b=batch: capture_attention(lambda: model.run_layers(
+            model.embed(b.input_ids, b.token_type_ids), b.attention_mask), model.num_layers))
+        _, base, _ = engine.schedule(lambda b=batch: capture_attention(
+            lambda: encoder(**model.inputs(vars(b))), model.num_layers))
         tuned, base = tuned.double(), base.double()  # [batch, layers, heads, query, key]
         real = batch.attention_mask.to(torch.float64)
         cell = (real[:, :, None] * real[:, None, :])[:, None, None]  # padding cells left out

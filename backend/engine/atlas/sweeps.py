@@ -1,7 +1,7 @@
 """Ablation sweeps: every head alone, every layer, and a greedy search for heads whose removal helps.
 
-All of them score masks with :meth:`Engine.evaluate_many` (several masks share a forward pass) and
-call it in chunks, so the engine's lock is released between chunks and cancellation is checked.
+All of them score masks with :meth:`Engine.evaluate_many` (several masks share a forward pass), which
+runs the passes as time-sized chunks through the engine's scheduler, checking cancellation before each.
 Each mask's result is also written to the store in :meth:`Engine.evaluate`'s format, so the
 dashboard answers a click on a swept head at once.
 
@@ -22,7 +22,6 @@ from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, 
 from headscope.engine.engine import Engine
 
 Head = tuple[int, int]
-ROWS_PER_CALL = 2048  # examples x masks per `evaluate_many` call: bounds how long a sweep holds the engine's lock
 
 
 @dataclass(frozen=True)
@@ -44,31 +43,21 @@ class MaskScores:
 
 
 def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, split: str | None,
-                limit: int | None, *, chunk: int | None = None, progress: Progress = no_progress,
-                cancelled: Cancelled = never_cancelled, remember: bool = True) -> MaskScores:
-    """The metric under each mask and the baseline, `chunk` masks per `evaluate_many` call (by default as
-    many as keep a call near ROWS_PER_CALL rows, so interactive requests wait seconds, not minutes)."""
+                limit: int | None, *, progress: Progress = no_progress, cancelled: Cancelled = never_cancelled,
+                remember: bool = True) -> MaskScores:
+    """The metric under each mask and the baseline. The engine runs the masks' passes as time-sized
+    chunks of batch work, so interactive requests wait at most for one chunk and a cancel takes effect
+    before the next; with `remember`, each mask's result is stored as `/api/evaluate` would store it."""
     split_name = engine.task.split_name(split)
-    prepared = engine.prepared(split_name, limit)
+    prepared = engine.prepared(split_name, limit, cancelled=cancelled)
     n = len(prepared.examples)
-    baseline_predictions = prepared.baseline_predictions
-    baseline = engine.score(baseline_predictions, prepared.gold)
-    chunk = chunk or max(1, ROWS_PER_CALL // max(n, 1))
-    scores: list[float] = []
-    rows: list[np.ndarray] = []
-    for start in range(0, len(masks), chunk):
-        check_cancelled(cancelled)
-        part = masks[start:start + chunk]
-        predictions = engine.evaluate_many(part, mode, split_name, limit)
-        for mask, row in zip(part, predictions, strict=True):
-            score = engine.score(row, prepared.gold)
-            scores.append(score)
-            rows.append(row)
-            if remember:
-                engine.remember_evaluation(mask, mode, split_name,
-                                           engine.evaluation_record(mode, n, row, prepared))
-        progress(len(scores) / len(masks))
-    return MaskScores(scores, baseline, np.array(rows).reshape(len(masks), n), baseline_predictions, prepared.gold)
+    predictions = engine.evaluate_many(masks, mode, split_name, limit, progress=progress, cancelled=cancelled)
+    scores = [engine.score(row, prepared.gold) for row in predictions]
+    if remember:
+        for mask, row in zip(masks, predictions, strict=True):
+            engine.remember_evaluation(mask, mode, split_name, engine.evaluation_record(mode, n, row, prepared))
+    return MaskScores(scores, engine.score(prepared.baseline_predictions, prepared.gold),
+                      predictions.reshape(len(masks), n), prepared.baseline_predictions, prepared.gold)
 
 
 def _header(engine: Engine, mode: str, split: str | None, limit: int | None, baseline: float) -> dict:
@@ -92,7 +81,7 @@ def layer_sweep(engine: Engine, mode: str, split: str | None = None, limit: int 
     """``delta[l]``: the metric with every head of layer l disabled, minus the baseline."""
     layers, heads = engine.model.num_layers, engine.model.num_heads
     masks = [[(layer, head) for head in range(heads)] for layer in range(layers)]
-    scored = score_masks(engine, masks, mode, split, limit, chunk=1, progress=progress, cancelled=cancelled)
+    scored = score_masks(engine, masks, mode, split, limit, progress=progress, cancelled=cancelled)
     return {**_header(engine, mode, split, limit, scored.baseline),
             "delta": [s - scored.baseline for s in scored.scores], "score": scored.scores,
             **scored.holm_fields(engine, (layers,))}
