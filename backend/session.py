@@ -118,7 +118,7 @@ class Session:
                  limit: int | None = None) -> Answer:
         """The task score under a mask against the baseline: ``POST /api/evaluate``'s fields as attributes."""
         mask = self._mask(ablate)
-        split = split or "dev"
+        split = self.engine.task.split_name(split)
         self.engine.task.select(split, limit)  # unknown split or bad limit: an error naming what is allowed
         result = self.engine.stored_evaluation(mask, mode, split, limit)
         if result is None:

@@ -452,5 +452,5 @@ class Engine:
                      between_chunks: Callable[[float], None] = lambda _: None) -> list[Parse]:
         """Parses of the chosen examples, computed once per task, split and parser and then stored."""
         examples = self.task.select(split, limit)
-        return stored_parses(self.store, self.parser, self.task.content_hash, split or "dev",
+        return stored_parses(self.store, self.parser, self.task.content_hash, self.task.split_name(split),
                              [(e.text, e.text_pair) for e in examples], between_chunks)
