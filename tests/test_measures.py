@@ -17,11 +17,11 @@ from headscope.engine.atlas.runner import normalise_params, run_job
 from headscope.engine.atlas.stats import StatsAccumulator
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import Intervention, intervene
-from headscope.engine.model import load_model
+from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
 
-from tests.helpers import KINDS, build_model_dir, make_task
+from tests.helpers import KINDS, make_task
 
 TEXT = "the movie was not very good , but the acting is great !"
 PAIR = "a boring plot ."
@@ -42,12 +42,12 @@ def values_and_output(layer: torch.nn.Module, kind: str, x: torch.Tensor) -> tup
 
 
 @pytest.fixture(scope="module", params=KINDS)
-def family_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+def family_engine(request: pytest.FixtureRequest, family_models: dict[str, LoadedModel],
+                  tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """An engine on the session's tiny model of each family (conftest's family_models)."""
     kind = request.param
-    directory = build_model_dir(tmp_path_factory.mktemp(f"measures-{kind}"), kind=kind, seed=5, train_steps=0,
-                                initializer_range=0.3)
     store = ResultStore(tmp_path_factory.mktemp(f"store-{kind}") / "results.sqlite")
-    engine = Engine(load_model(directory, max_tokens=48), make_task(), store, batch_size=8)
+    engine = Engine(family_models[kind], make_task(), store, batch_size=8)
     engine.kind = kind  # for the direct computation's module lookup
     return engine
 
@@ -130,8 +130,15 @@ def test_rollout_equals_the_formula_with_heads_and_a_whole_layer_disabled(family
         assert not np.allclose(result.rollout[1], result.rollout[0], atol=1e-4)
     else:  # a layer with nothing left passes the rollout through unchanged (B = I)
         np.testing.assert_allclose(result.rollout[1], result.rollout[0], atol=1e-6)
-    unablated = family_engine.attention(TEXT, PAIR, [], mode)
-    assert np.abs(unablated.rollout[0] - result.rollout[0]).max() > 1e-5  # layer 0 lost heads 1, 2
+
+
+def test_rollout_follows_the_mask(engine: Engine) -> None:
+    """On a model whose heads differ (the session's trained BERT), losing heads changes the rollout from
+    that layer up, and not below it."""
+    plain = engine.attention(TEXT, PAIR, [], "zero").rollout
+    masked = engine.attention(TEXT, PAIR, [[1, 0], [1, 3]], "zero").rollout
+    np.testing.assert_array_equal(masked[0], plain[0])
+    assert np.abs(masked[1] - plain[1]).max() > 1e-3 and np.abs(masked[2] - plain[2]).max() > 1e-3
 
 
 # -- the API ----------------------------------------------------------------------------------------
