@@ -110,6 +110,10 @@ class ApiClient:
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/jobs/{job_id}")
 
+    def representations(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A layer's pooled states on their first two principal components (docs/api.md, "Layers")."""
+        return self._call("POST", "/representations", json=request)
+
     def dev_examples(self, fingerprint: str) -> list[dict[str, Any]]:
         """Every dev example (fetched a page at a time, once per model fingerprint)."""
         with self._examples_lock:

@@ -211,6 +211,7 @@ def inspector_layout(model_info: dict[str, Any]) -> html.Div:
                           debounce=True),
                 dcc.Clipboard(target_id="share-url", title="Copy the link", className="copy-button"),
             ], className="share"),
+            dcc.Link("Layers for this mask", id="layers-link", href="/layers", className="small"),
         ], className="model-line"),
         html.Div([
             html.Div(id="problems-text"),

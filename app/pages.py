@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headscope.app import atlas, inspector
+from headscope.app import atlas, inspector, layers
 from headscope.app.page import Page
 
-PAGES: tuple[Page, ...] = (inspector.PAGE, atlas.PAGE)
+PAGES: tuple[Page, ...] = (inspector.PAGE, layers.PAGE, atlas.PAGE)
