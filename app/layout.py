@@ -40,6 +40,7 @@ def _stores(model_info: dict[str, Any]) -> list[Any]:
         dcc.Store(id="examples"),
         dcc.Store(id="figure-export"),
         dcc.Download(id="download"),
+        dcc.Download(id="download-html"),
     ]
 
 
@@ -87,6 +88,11 @@ def _score_panel(metric: str) -> html.Section:
             html.Button("JSON", id="export-json", className="button small", n_clicks=0),
             html.Span("Focused head:", className="muted small"),
             html.Button("CSV", id="export-head-csv", className="button small", n_clicks=0),
+            html.Span("View:", className="muted small"),
+            html.Button("HTML", id="export-html", className="button small", n_clicks=0,
+                        title="One HTML file of this view (every head, the focused head, the scores) that opens "
+                              "offline"),
+            html.Span(id="export-status", className="status small", role="status"),
         ], className="export-row"),
     )
 

@@ -49,7 +49,7 @@ class HeldEvaluations(Engine):
         self.released.set()
 
     def evaluate(self, ablate, mode="zero", split=None, limit=None, **kwargs) -> EvaluationResult:
-        if list(ablate) and kwargs.get("use_store", True):
+        if bool(ablate) and kwargs.get("use_store", True):  # a HeadMask or a list: true when a head is off
             self.released.wait(timeout=HOLD_LIMIT_S)
         return super().evaluate(ablate, mode, split, limit, **kwargs)
 
@@ -297,3 +297,27 @@ def test_the_browser_serialiser_matches_the_python_one(page, server: str) -> Non
     for state in states:
         link = page.evaluate("s => window.dash_clientside.headscope.shareUrl(s)", state.to_dict())
         assert link == f"{server}/{to_query(state)}"
+
+
+def test_html_export_is_one_offline_file_of_the_view(page, browser, server: str, api: httpx.Client,
+                                                     tmp_path: Path) -> None:
+    page.goto(server + "/?ex=3&layer=1&head=2&off=L0H1&mode=uniform")
+    shown = settled_score(page)
+    with page.expect_download() as download:
+        page.click("#export-html")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    html_text = saved.read_text(encoding="utf-8")
+    assert saved.name == "headscope-view.html"
+    assert shown in html_text and "L1H2" in html_text and "heads off: L0H1" in html_text
+    assert f"{evaluate(api, [(0, 1)], 'uniform')['baseline']:.3f}" in html_text
+    offline = browser.new_context(offline=True)  # opens with no network: nothing is fetched
+    try:
+        view = offline.new_page()
+        errors: list[str] = []
+        view.on("pageerror", lambda error: errors.append(str(error)))
+        view.goto(saved.as_uri())
+        expect(view.locator(".js-plotly-plot")).to_have_count(2, timeout=WAIT_MS)  # the grid and the head
+        assert errors == []
+    finally:
+        offline.close()
