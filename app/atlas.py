@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
 from dash.development.base_component import Component
 from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.measure_compare import compare_figure
 from headscope.app.page import Page
 from headscope.app.syntax_view import DIRECTIONS, clicked_head, relation_head_figure, syntax_rows
 
@@ -38,10 +39,12 @@ POLL_MS = 1000
 
 
 # -- talking to the API ---------------------------------------------------------------------------------
-def _request(kind: str, mode: str, split: str, limit: int, split_sizes: dict[str, int]) -> dict[str, Any]:
-    """The job request for the controls, with the limit the API would normalise it to."""
+def _request(kind: str, mode: str, split: str, limit: int, split_sizes: dict[str, int],
+             measure: str = "weights") -> dict[str, Any]:
+    """The job request for the controls, with the limit the API would normalise it to (stats: the measure)."""
     size = split_sizes.get(split, 0)
-    return {"kind": kind, "mode": mode, "split": split, "limit": limit if 0 < limit < size else None}
+    request = {"kind": kind, "mode": mode, "split": split, "limit": limit if 0 < limit < size else None}
+    return {**request, "measure": measure} if kind == "stats" else request
 
 
 def _matches(job: dict[str, Any], request: dict[str, Any]) -> bool:
@@ -49,7 +52,20 @@ def _matches(job: dict[str, Any], request: dict[str, Any]) -> bool:
     same_mode = request["kind"] not in MODE_KINDS or params.get("mode") == request["mode"]
     return (params.get("kind") == request["kind"] and same_mode and params.get("split") == request["split"]
             and params.get("limit") == request["limit"] and not params.get("word_level")
-            and not params.get("ablate"))
+            and not params.get("ablate") and params.get("measure", "weights") == request.get("measure", "weights"))
+
+
+def stats_pair(api: ApiClient, params: dict[str, Any], result: dict[str, Any]) -> tuple[dict, dict] | None:
+    """A finished stats result and its counterpart in the other measure on the same examples, as (weights,
+    norm), when the server has both."""
+    other = "weights" if result.get("measure") == "norm" else "norm"
+    wanted = {"kind": "stats", "mode": None, "split": params.get("split"), "limit": params.get("limit"),
+              "measure": other}
+    for job in api.jobs():
+        if _matches(job, wanted) and job["state"] == "done":
+            found = api.job(job["id"])["result"]
+            return (found, result) if other == "weights" else (result, found)
+    return None
 
 
 # -- layout -----------------------------------------------------------------------------------------------
@@ -59,6 +75,9 @@ def _controls(splits: list[str]) -> html.Div:
                      value="single-head", clearable=False, className="atlas-kind"),
         dcc.Dropdown(id="atlas-mode", options=["zero", "uniform", "mean"], value="zero", clearable=False,
                      className="atlas-small"),
+        dcc.Dropdown(id="atlas-measure", options=[{"label": "by weight", "value": "weights"},
+                                                  {"label": "by norm (Kobayashi et al.)", "value": "norm"}],
+                     value="weights", clearable=False, className="atlas-small", style={"width": "220px"}),
         dcc.Dropdown(id="atlas-split", options=splits, value="dev" if "dev" in splits else splits[0],
                      clearable=False, className="atlas-small"),
         dcc.Dropdown(id="atlas-limit", options=[{"label": label, "value": value} for label, value in LIMITS],
@@ -225,11 +244,11 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
 
     @app.callback(Output("atlas-job", "data"), Output("atlas-status", "children", allow_duplicate=True),
                   Input("atlas-kind", "value"), Input("atlas-mode", "value"), Input("atlas-split", "value"),
-                  Input("atlas-limit", "value"), Input("atlas-run", "n_clicks"), State("atlas-model", "data"),
-                  prevent_initial_call="initial_duplicate")
-    def choose_job(kind, mode, split, limit, _clicks, model):
+                  Input("atlas-limit", "value"), Input("atlas-run", "n_clicks"), Input("atlas-measure", "value"),
+                  State("atlas-model", "data"), prevent_initial_call="initial_duplicate")
+    def choose_job(kind, mode, split, limit, _clicks, measure, model):
         """A finished or running job for the controls (shown at once), or a new one when Run is pressed."""
-        request = _request(kind, mode, split, int(limit or 0), model["splits"])
+        request = _request(kind, mode, split, int(limit or 0), model["splits"], measure or "weights")
         try:
             if ctx.triggered_id == "atlas-run":
                 return api.start_job(request), "starting…"
@@ -261,7 +280,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         if job["state"] == "done":
             took = f" in {job['elapsed_s']:.0f} s" if job.get("elapsed_s") else ""
             status = "done" + (" (stored result)" if job.get("stored") else took)
-            return {"kind": job["kind"], "result": job["result"]}, status, "1", True, source
+            return {"kind": job["kind"], "result": job["result"], "params": job["params"]}, status, "1", True, source
         return None, f"{job['state']}: {job.get('error') or 'stopped'}", "0", True, source
 
     @app.callback(Output("atlas-map", "figure"), Output("atlas-map", "style"), Output("atlas-chart", "figure"),
@@ -286,6 +305,12 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         grid = head_grid(kind, result, statistic, pattern)
         heat = map_figure(grid[0], grid[1], diverging=kind == "single-head") if grid else empty
         chart = chart_figure(kind, result)
+        if kind == "stats" and not result.get("word_level"):  # weight vs norm share per head, when both exist
+            try:
+                pair = stats_pair(api, data.get("params", {}), result)
+            except ApiError:
+                pair = None
+            chart = compare_figure(*pair) if pair else None
         return (heat, shown if grid else hidden, chart or empty, {"height": "320px"} if chart else hidden,
                 _table(table_rows(kind, result, inspector)), pick if kind == "stats" else hidden,
                 pick if kind == "patterns" else hidden, hidden)
@@ -294,6 +319,11 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
     def mode_applies(kind):
         """Statistics, patterns and similarity read the unablated model: no mode to choose."""
         return kind not in MODE_KINDS
+
+    @app.callback(Output("atlas-measure", "disabled"), Input("atlas-kind", "value"))
+    def measure_applies(kind):
+        """Only the statistics read a measure other than the weights."""
+        return kind != "stats"
 
     @app.callback(Output("atlas-focus", "children"), Input("atlas-map", "clickData"), prevent_initial_call=True)
     def open_head(click):

@@ -239,3 +239,26 @@ def test_bad_job_measures_are_clear_422s(client: TestClient, body: dict, words: 
     assert response.status_code == 422, response.text
     for word in words:
         assert word in response.json()["detail"], response.json()["detail"]
+
+
+def test_atlas_pairs_each_heads_share_by_weight_and_by_norm(engine: Engine) -> None:
+    """The atlas's weight-vs-norm scatter: one point per head per target, at the two stats results' numbers;
+    the job the page asks for carries the measure, and a job of the other measure does not match it."""
+    from headscope.app.atlas import _matches, _request
+    from headscope.app.measure_compare import TARGETS, compare_figure, paired_shares
+
+    by_weight = run_job(engine, "stats", normalise_params(engine, "stats", None, "dev", 5))
+    by_norm = run_job(engine, "stats", normalise_params(engine, "stats", None, "dev", 5, measure="norm"))
+    rows = paired_shares(by_weight, by_norm)
+    assert len(rows) == engine.model.num_layers * engine.model.num_heads
+    figure = compare_figure(by_weight, by_norm)
+    points = [trace for trace in figure.data if trace.mode == "markers"]
+    assert len(points) == len(TARGETS)
+    for trace, name in zip(points, TARGETS, strict=True):
+        np.testing.assert_allclose(trace.x, [h[name] for h in by_weight["heads"]])
+        np.testing.assert_allclose(trace.y, [h[name] for h in by_norm["heads"]])
+    request = _request("stats", "zero", "dev", 5, {"dev": 40}, "norm")
+    assert request["measure"] == "norm" and "measure" not in _request("layer", "zero", "dev", 5, {"dev": 40})
+    norm_job = {"params": normalise_params(engine, "stats", None, "dev", 5, measure="norm")}
+    weight_job = {"params": normalise_params(engine, "stats", None, "dev", 5)}
+    assert _matches(norm_job, request) and not _matches(weight_job, request)
