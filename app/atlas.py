@@ -162,13 +162,34 @@ def map_figure(grid: np.ndarray, title: str, diverging: bool) -> go.Figure:
     return figure
 
 
+def holm_summary(significant: list) -> str:
+    """How many of a sweep's cells survive Holm's correction, in words."""
+    flags = np.asarray(significant, dtype=bool)
+    return (f"{int(flags.sum())} of {flags.size} survive Holm's correction (p_holm <= 0.05); "
+            "the others are within what chance gives on these examples")
+
+
+def mark_significant(figure: go.Figure, significant: list) -> go.Figure:
+    """Circle the cells of a single-head map whose effect survives Holm's correction, and say how many."""
+    flags = np.asarray(significant, dtype=bool)
+    layers, heads = np.nonzero(flags)
+    figure.add_scatter(x=heads.tolist(), y=layers.tolist(), mode="markers", name="p_holm <= 0.05",
+                       marker={"symbol": "circle-open", "size": 16, "color": "black", "line": {"width": 2}},
+                       hovertemplate="L%{y}H%{x}: survives Holm's correction<extra></extra>", showlegend=False)
+    figure.update_layout(title={"text": f"{figure.layout.title.text}: circled, {holm_summary(flags)}"})
+    return figure
+
+
 def chart_figure(kind: str, result: dict[str, Any]) -> go.Figure | None:
     """The per-layer bars, the pruning curve, the greedy path or the pattern distributions."""
     figure = go.Figure()
     if kind == "layer":
-        figure.add_bar(x=[f"layer {i}" for i in range(len(result["delta"]))], y=result["delta"])
+        flags = result.get("significant") or [False] * len(result["delta"])
+        figure.add_bar(x=[f"layer {i}" for i in range(len(result["delta"]))], y=result["delta"],
+                       marker={"color": ["#b2182b" if f else "#bbbbbb" for f in flags]})
+        survive = f"; dark: {holm_summary(flags)}" if "significant" in result else ""
         figure.update_layout(title={"text": f"change of {result['metric']} with the layer disabled "
-                                            f"({result['mode']})"})
+                                            f"({result['mode']}){survive}"})
     elif kind == "pruning":
         points = result["points"]
         figure.add_scatter(x=[100 * p["share"] for p in points], y=[p["score"] for p in points], mode="lines+markers")
@@ -304,6 +325,8 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
                     {"width": "260px"})
         grid = head_grid(kind, result, statistic, pattern)
         heat = map_figure(grid[0], grid[1], diverging=kind == "single-head") if grid else empty
+        if kind == "single-head" and "significant" in result:
+            heat = mark_significant(heat, result["significant"])
         chart = chart_figure(kind, result)
         if kind == "stats" and not result.get("word_level"):  # weight vs norm share per head, when both exist
             try:

@@ -78,6 +78,13 @@ def _score_panel(metric: str) -> html.Section:
             html.Div([html.Div("difference", className="label"),
                       html.Span("…", id="score-delta", className="score-value")], className="score-cell"),
         ], className="score-row"),
+        html.Div([html.Span("95 % interval of the difference: ", className="muted"),
+                  html.Span("…", id="delta-ci", title="paired bootstrap over the dev examples (1,000 resamples)"),
+                  html.Span(" · ", className="muted"),
+                  html.Span("…", id="p-value", title="McNemar's exact test for accuracy, a paired permutation "
+                                                      "test for F1 and MCC (unadjusted: one mask, one test)"),
+                  html.Span(" ", className="muted"),
+                  html.Span(id="p-words")], className="significance-row small"),
         html.Div(f"{metric} on all of dev", id="score-details", className="muted small"),
         html.Div(id="score-status", className="status small", role="status"),
         html.H3("Flipped examples", className="subhead"),

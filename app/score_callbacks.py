@@ -29,7 +29,7 @@ def make_fetch_score(api: ApiClient):
             return {"key": request["key"], "error": exc.message}
         return {"key": request["key"], "off": request["off"], "mode": request["mode"],
                 **{k: result[k] for k in ("metric", "score", "baseline", "delta", "n", "flipped", "cached",
-                                          "elapsed_ms")}}
+                                          "elapsed_ms", "significance")}}
 
     return fetch_score
 
@@ -68,6 +68,9 @@ def register(app: Dash, api: ApiClient) -> None:
                             Output("score-details", "children"), Output("score-status", "children"),
                             Input("evaluate-request", "data"), Input("score-cache", "data"),
                             Input("score-latest", "data"))
+    app.clientside_callback(js("renderSignificance"), Output("delta-ci", "children"), Output("p-value", "children"),
+                            Output("p-words", "children"), Input("evaluate-request", "data"),
+                            Input("score-cache", "data"))
     app.clientside_callback(js("renderFlipped"), Output("flipped-list", "children"),
                             Input("evaluate-request", "data"), Input("score-cache", "data"),
                             Input("examples", "data"), State("view-state", "data"), State("model-info", "data"))

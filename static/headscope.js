@@ -591,6 +591,23 @@
                 return [formatScore(result.score), 'false', formatScore(result.baseline), 'false', deltaText,
                     deltaClass, details, status];
             },
+            /** The score's significance (docs/api.md): interval, p-value and, after the p-value, what it means. */
+            renderSignificance: function (request, cache) {
+                const result = request && cache ? cache[request.key] : null;
+                const sure = result && !result.error ? result.significance : null;
+                if (!sure) return ['…', '…', ''];
+                const fixed = (x) => (Math.abs(x) < 5e-4 ? 0 : x).toFixed(3);
+                const interval = `[${fixed(sure.ci95[0])}, ${fixed(sure.ci95[1])}]`;
+                const p = sure.p_value < 0.001 ? 'p < 0.001' : `p = ${sure.p_value.toFixed(3)}`;
+                let words;
+                if (sure.p_value >= 0.05) {
+                    words = `: no detectable change (a difference this size often arises by chance on ${result.n} examples)`;
+                } else {
+                    words = `: a real ${result.delta < 0 ? 'drop' : 'gain'}, unlikely to be chance `
+                        + `(${sure.right_to_wrong} examples went right → wrong, ${sure.wrong_to_right} wrong → right)`;
+                }
+                return [interval, p, words];
+            },
             renderFlipped: function (request, cache, examples, state, modelInfo) {
                 const result = request && cache ? cache[request.key] : null;
                 if (!result || result.error) return [];

@@ -35,3 +35,18 @@ def test_atlas_views_show_the_job_numbers_and_link_heads_by_integers(manager: Jo
     assert grid[0, 0] == pytest.approx(patterns["heads"][0]["counts"]["heterogeneous"] / 4)
     assert atlas.chart_figure("patterns", patterns) is not None
     assert atlas.inspector_href("/", 3, 7) == "/?layer=3&head=7"
+
+
+def test_sweep_views_mark_and_count_the_cells_that_survive_holm() -> None:
+    from headscope.app import atlas
+
+    significant = [[False, True, False], [False, False, True]]
+    figure = atlas.mark_significant(atlas.map_figure(np.zeros((2, 3), dtype=np.float32), "delta", True),
+                                    significant)
+    marks = figure.data[-1]
+    assert sorted(zip(marks.y, marks.x, strict=True)) == [(0, 1), (1, 2)]
+    assert "2 of 6 survive Holm's correction" in figure.layout.title.text
+    bars = atlas.chart_figure("layer", {"metric": "accuracy", "mode": "zero", "delta": [-0.3, 0.0],
+                                        "significant": [True, False]})
+    assert list(bars.data[0].marker.color) == ["#b2182b", "#bbbbbb"]
+    assert "1 of 2 survive" in bars.layout.title.text

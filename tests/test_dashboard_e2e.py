@@ -181,6 +181,16 @@ def test_focus_then_disable_updates_score_and_url(page, running: Server, server:
     assert page.input_value("#share-url") == page.url
     delta = page.inner_text("#score-delta")
     assert delta.endswith(f"{abs(expected['delta']):.3f}") and delta[0] == ("+" if expected["delta"] > 0 else "−")
+    sure = expected["significance"]  # the interval and p beside the delta, the words after the p-value
+
+    def fixed(x: float) -> str:
+        return f"{0.0 if abs(x) < 5e-4 else x:.3f}"
+
+    assert page.inner_text("#delta-ci") == f"[{fixed(sure['ci95'][0])}, {fixed(sure['ci95'][1])}]"
+    p_text = "p < 0.001" if sure["p_value"] < 0.001 else f"p = {sure['p_value']:.3f}"
+    assert page.inner_text("#p-value") == p_text
+    words = page.inner_text("#p-words")
+    assert ("no detectable change" in words) == (sure["p_value"] >= 0.05), words
     flipped = page.locator(".flipped-item")
     assert flipped.count() == len(expected["flipped"])
 
