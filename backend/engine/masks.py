@@ -8,7 +8,7 @@ intervention's tensor, the answer's ``ablate``) is derived from that one value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +46,13 @@ class HeadMask:
 
     def __bool__(self) -> bool:
         return bool(self.heads)
+
+    def __iter__(self) -> Iterator[Head]:
+        """The heads as (layer, head) pairs, so a mask goes wherever a list of pairs is accepted."""
+        return iter(self.heads)
+
+    def __len__(self) -> int:
+        return len(self.heads)
 
     def pairs(self) -> list[list[int]]:
         """``[[layer, head], ...]`` sorted: the answer's ``ablate`` and the store key's ``mask``."""
