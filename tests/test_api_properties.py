@@ -80,7 +80,8 @@ texts = st.lists(st.sampled_from(WORDS), min_size=1, max_size=20).map(" ".join)
 heads = st.tuples(st.integers(0, 2), st.integers(0, 3))
 
 
-@given(text=texts, pair=st.none() | texts, ablate=st.lists(heads, max_size=12), mode=st.sampled_from(ABLATION_MODES))
+@given(text=texts, pair=st.none() | texts, ablate=st.lists(heads, max_size=12),
+       mode=st.sampled_from(tuple(ABLATION_MODES)))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_attention_is_a_distribution_under_any_mask(app, engine: Engine, text: str, pair: str | None,
                                                     ablate: list[tuple[int, int]], mode: str) -> None:
