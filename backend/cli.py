@@ -79,10 +79,21 @@ def ui(
         raise typer.Exit(2) from None
 
 
+def parse_heads(text: str, option: str) -> list[list[int]]:
+    """``L5H0,L5H9`` -> ``[[5, 0], [5, 9]]`` (the dashboard URL's spelling); a bad name exits with code 2."""
+    from headscope.app.urlstate import HEAD_NAME
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if bad := [name for name in names if HEAD_NAME.fullmatch(name) is None]:
+        typer.echo(f"error: {option} {', '.join(bad)}: heads are written like L3H7 (layer 3, head 7)", err=True)
+        raise typer.Exit(2)
+    return [[int(m[1]), int(m[2])] for m in map(HEAD_NAME.fullmatch, names)]
+
+
 @app.command()
 def sweep(
     kind: Annotated[str, typer.Option(
-        help="single-head, layer, importance, pruning, greedy, stats, patterns, similarity, layers or syntax.")],
+        help="single-head, layer, importance, pruning, greedy, stats, patterns, similarity, layers, syntax or pairs.")],
     out: Annotated[Path, typer.Option(help="Where to write the result: FILE.json or FILE.csv.")],
     mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean (stats/patterns ignore it).")
                     ] = "zero",
@@ -98,22 +109,22 @@ def sweep(
     base_model: Annotated[str | None, typer.Option(help="similarity: the pre-trained model to compare with.")] = None,
     off: Annotated[str, typer.Option(
         help="layers, syntax: heads switched off, as in the dashboard URL (L5H0,L5H1).")] = "",
+    heads: Annotated[str | None, typer.Option(
+        help="pairs: the heads to pair up, as L5H0,L5H9 (default: every head).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Split the sweep's masks across a Ray cluster: its address, or `local` to start one.")] = None,
 ) -> None:
     """Run an atlas analysis from the command line, with a progress bar, and write JSON or CSV."""
-    from headscope.app.urlstate import HEAD_NAME
     from headscope.engine.atlas.cli import sweep as run_sweep
     from headscope.engine.errors import EngineError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    names = [part.strip() for part in off.split(",") if part.strip()]
-    if bad := [name for name in names if HEAD_NAME.fullmatch(name) is None]:
-        typer.echo(f"error: --off {', '.join(bad)}: heads are written like L3H7 (layer 3, head 7)", err=True)
-        raise typer.Exit(2)
-    ablate = [[int(m[1]), int(m[2])] for m in map(HEAD_NAME.fullmatch, names)]
+    ablate = parse_heads(off, "--off")
     try:
         run_sweep(kind=kind, mode=mode, split=split, limit=limit, out=out, max_heads=max_heads,
                   word_level=word_level, measure=measure, ablate=ablate,
-                  settings=_settings(model=model, task=task, base_model=base_model))
+                  heads=parse_heads(heads, "--heads") if heads is not None else None,
+                  settings=_settings(model=model, task=task, base_model=base_model, ray_address=ray))
     except (EngineError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         default=1024**3, ge=0,
         description="Memory for memoised /api/attention forwards (least recently used dropped first; 0 = none).",
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="Run sweeps on a Ray cluster: its address (ray://host:10001, auto) or `local` to start one.",
+    )
+    ray_workers: int | None = Field(
+        default=None, ge=1, description="Ray workers (actors) for sweeps; None = one per GPU, else one per CPU."
+    )
 
     @property
     def results_db(self) -> Path:

@@ -213,6 +213,7 @@ class JobRequest(RequestBody):
                                        "2020, each row divided by its sum first); other kinds read the weights.")
     ablate: HeadList = Field(default_factory=list, description="layers, syntax: heads disabled (by `mode`) while "
                                                                "the layer states or attention maps are computed.")
+    heads: HeadList | None = Field(default=None, description="pairs: the heads to pair up; null = every head.")
 
 
 class JobCreated(BaseModel):

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ from headscope.engine.scheduling import (
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
 from headscope.engine.words import Alignment, Parse, Parser, align, encode_with_offsets, stored_parses
+
+if TYPE_CHECKING:
+    from headscope.engine.atlas.ray_workers import MaskPool
 
 Head = tuple[int, int]
 T = TypeVar("T")
@@ -133,6 +136,7 @@ class Engine:
         self._prepared: OrderedDict[tuple[str, int], PreparedSplit] = OrderedDict()
         self._attention: OrderedDict[tuple, AttentionResult] = OrderedDict()
         self._means: torch.Tensor | None = None
+        self.mask_pool: MaskPool | None = None  # workers that run a sweep's chunks elsewhere (Ray)
         self._page_predictions: dict[str, np.ndarray] = {}  # split -> baseline prediction per example, -1 = not yet
         self._grams: list[torch.Tensor] | None = None
         self.parser = Parser()
@@ -235,6 +239,12 @@ class Engine:
             return True
         shape = (self.model.num_layers, self.model.num_heads, self.model.head_dim)
         return self.store.get_array(self.result_key("head-means", split=self.task.reference_split), shape) is not None
+
+    def use_head_means(self, means: torch.Tensor) -> None:
+        """Take the per-head means from elsewhere (a Ray worker gets its driver's, so every worker ablates
+        with the very same numbers)."""
+        with self.lock:
+            self._means = means.to(self.model.device)
 
     def means_for(self, mode: str, disabled: torch.Tensor) -> torch.Tensor | None:
         return self.head_means() if mode == "mean" and bool(disabled.any()) else None

@@ -95,6 +95,7 @@ class LoadedModel:
     adapter: Adapter
     fingerprint: str
     max_tokens: int
+    directory: Path | None = None  # where the files were loaded from (what Ray workers are sent)
     layers: list[torch.nn.Module] = field(init=False, repr=False)  # one module per layer number
 
     def __post_init__(self) -> None:
@@ -261,6 +262,6 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
         model=model, tokenizer=tokenizer, architecture=architecture,
         name=name or (directory.name if Path(source).expanduser().is_dir() else str(source)),  # no server paths
         adapter=adapter, fingerprint=_fingerprint(directory),
-        max_tokens=min(max_tokens, adapter.max_positions(config)),
+        max_tokens=min(max_tokens, adapter.max_positions(config)), directory=directory,
     )
 

@@ -54,6 +54,12 @@ def build_engine(settings: Settings) -> Engine:
     if len(task.labels) != len(model.labels):
         raise TaskError(f"task {task.name!r} has {len(task.labels)} labels but the model has {len(model.labels)}")
     log.info("loaded %s on %s (%s), task %s %s", model.name, model.device, model.dtype, task.name, task.sizes())
-    return Engine(model, task, ResultStore(settings.results_db), batch_size=settings.batch_size,
-                  layer_cache_bytes=settings.layer_cache_bytes,
-                  attention_cache_bytes=settings.attention_cache_bytes)
+    engine = Engine(model, task, ResultStore(settings.results_db), batch_size=settings.batch_size,
+                    layer_cache_bytes=settings.layer_cache_bytes,
+                    attention_cache_bytes=settings.attention_cache_bytes)
+    if settings.ray_address:  # sweeps' chunks go to Ray workers
+        from headscope.engine.atlas.ray_workers import MaskPool
+
+        engine.mask_pool = MaskPool(engine, settings.ray_address, workers=settings.ray_workers,
+                                    dtype=settings.dtype)
+    return engine

@@ -28,6 +28,7 @@ from headscope.engine.atlas.common import (
 )
 from headscope.engine.atlas.importance import head_importance, pruning_curve
 from headscope.engine.atlas.layers import layer_readouts
+from headscope.engine.atlas.pairs import checked_heads, pair_sweep
 from headscope.engine.atlas.patterns import PATTERN_TYPES, PatternCounter
 from headscope.engine.atlas.similarity import attention_similarity
 from headscope.engine.atlas.stats import STAT_NAMES, StatsAccumulator
@@ -65,6 +66,7 @@ PARAMS: dict[str, JobParam] = {
     "measure": JobParam("choice", "weights", "what a map holds: the weights, or weights x value norms "
                         "(rollout is per layer, not per head)", tuple(HEAD_MEASURES)),
     "ablate": JobParam("heads", [], "heads disabled (by `mode`) while the job runs"),
+    "heads": JobParam("heads", None, "the heads to pair up (at least 2; none = every head)"),
 }
 KINDS: dict[str, JobKind] = {
     "single-head": JobKind("Every head disabled alone: change of the metric (Kovaleva et al., Fig. 8)", True),
@@ -81,6 +83,8 @@ KINDS: dict[str, JobKind] = {
                       ("ablate",)),
     "syntax": JobKind("Syntax heads: each head predicting words' dependency heads (Clark et al.)", True,
                       ("ablate",)),
+    "pairs": JobKind("Every pair of heads disabled together: delta and interaction beyond both heads alone", True,
+                     ("heads",)),
 }
 MASKED_KINDS = tuple(name for name, kind in KINDS.items() if "ablate" in kind.params)  # run under a head mask
 
@@ -99,7 +103,7 @@ def catalogue() -> dict:
 
 def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split: str | None = None,
                      limit: int | None = None, *, max_heads: int | None = None, word_level: bool = False,
-                     measure: str | None = None, ablate: list | tuple = ()) -> dict:
+                     measure: str | None = None, ablate: list | tuple = (), heads: list | None = None) -> dict:
     """Checked, canonical parameters of a job; an InputError names what is allowed."""
     if kind not in KINDS:
         raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
@@ -137,6 +141,10 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
             raise InputError(f"max_heads must be an integer from 1 to {total}; got {max_heads!r}")
         params["max_heads"] = chosen
         params["held_out"] = "test" if "test" in sizes and split != "test" else None
+    if kind == "pairs":  # null = every head: the same job as listing them all
+        chosen = checked_heads(engine, heads)
+        every = engine.model.num_layers * engine.model.num_heads
+        params["heads"] = None if len(chosen) == every else [list(h) for h in chosen]
     return params
 
 
@@ -214,6 +222,8 @@ def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_pro
     if kind == "greedy":
         return greedy_search(engine, mode, split, limit, max_heads=params["max_heads"],
                              held_out=params["held_out"], **common)
+    if kind == "pairs":
+        return pair_sweep(engine, mode, split, limit, params["heads"], **common)
     if kind == "stats":
         return _stats(engine, params, progress, cancelled)
     if kind == "patterns":
@@ -229,6 +239,13 @@ def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_pro
 
 def result_rows(result: dict) -> list[dict]:
     """A result flattened to table rows (one per head, layer or step), for CSV."""
+    if "interaction" in result:  # pairs: one row per cell i <= j
+        heads = result["heads"]
+        return [{"first": "L{}H{}".format(*heads[i]), "second": "L{}H{}".format(*heads[j]),
+                 **{name: result[name][i][j] for name in ("delta", "interaction", "p_value", "p_holm", "significant",
+                                                          "interaction_p_value", "interaction_p_holm",
+                                                          "interaction_significant")}}
+                for i in range(len(heads)) for j in range(i, len(heads))]
     if "heads" in result and result["heads"] and isinstance(result["heads"][0], dict):  # stats, patterns
         rows = []
         for head in result["heads"]:
