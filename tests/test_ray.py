@@ -27,7 +27,11 @@ HEADS = [[0, 1], [1, 2], [2, 0]]
 @pytest.fixture(scope="module")
 def pooled(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     engine = Engine(tiny_model, make_task(), ResultStore(tmp_path_factory.mktemp("ray") / "r.sqlite"), batch_size=8)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception:  # Ray waits a fixed 30 s for its raylet; a saturated machine can miss that once
+        ray.shutdown()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         engine.mask_pool = MaskPool(engine, "local", workers=2)
         yield engine

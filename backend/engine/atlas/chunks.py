@@ -11,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
+from headscope.engine.atlas.common import Cancelled, Progress, never_cancelled, no_progress
 from headscope.engine.engine import Engine
 
 Head = tuple[int, int]
 ROWS_PER_CALL = 2048  # examples x masks per chunk: bounds how long a sweep holds the engine's lock
+
+
+def workers_of(engine: Engine) -> int:
+    """How many workers run this engine's sweeps (results say it as `workers`)."""
+    return engine.mask_pool.workers if engine.mask_pool is not None else 1
 
 
 def chunk_size(n: int, chunk: int | None = None) -> int:
@@ -32,17 +37,12 @@ def mask_predictions(engine: Engine, masks: Sequence[Sequence[Head]], mode: str,
                      limit: int | None, *, chunk: int | None = None, progress: Progress = no_progress,
                      cancelled: Cancelled = never_cancelled) -> tuple[np.ndarray, int]:
     """Predicted labels ``[masks, n]`` of the split's first `limit` examples under each mask, and how many
-    workers computed them (1 in this process)."""
-    prepared = engine.prepared(split or "dev", limit)
+    workers computed them (:func:`workers_of`)."""
+    split_name = engine.task.split_name(split)
+    prepared = engine.prepared(split_name, limit)
     parts = chunks_of(masks, chunk_size(len(prepared.examples), chunk))
     if engine.mask_pool is not None:
-        return engine.mask_pool.predict(parts, mode, split or "dev", limit, progress=progress,
+        return engine.mask_pool.predict(parts, mode, split_name, limit, progress=progress,
                                         cancelled=cancelled), engine.mask_pool.workers
-    out = np.zeros((len(masks), len(prepared.examples)), dtype=np.int64)
-    done = 0
-    for part in parts:
-        check_cancelled(cancelled)
-        out[done:done + len(part)] = engine.evaluate_many(part, mode, split or "dev", limit)
-        done += len(part)
-        progress(done / max(len(masks), 1))
-    return out, 1
+    out = engine.evaluate_many(masks, mode, split_name, limit, progress=progress, cancelled=cancelled)
+    return out.reshape(len(masks), len(prepared.examples)), 1  # the engine's scheduler chunks the passes

@@ -107,7 +107,7 @@ def pair_sweep(engine: Engine, mode: str, split: str | None = None, limit: int |
     cells = pair_cells(k)
     index = {cell: position for position, cell in enumerate(cells)}
     masks = [[chosen[i]] if i == j else [chosen[i], chosen[j]] for i, j in cells]
-    split_name = split or "dev"
+    split_name = engine.task.split_name(split)
     prepared = engine.prepared(split_name, limit)
     gold, baseline = prepared.gold, prepared.baseline_predictions
     predictions, workers = mask_predictions(engine, masks, mode, split_name, limit, cancelled=cancelled,

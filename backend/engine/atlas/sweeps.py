@@ -1,7 +1,8 @@
 """Ablation sweeps: every head alone, every layer, and a greedy search for heads whose removal helps.
 
-All of them score masks with :meth:`Engine.evaluate_many` (several masks share a forward pass), which
-runs the passes as time-sized chunks through the engine's scheduler, checking cancellation before each.
+All of them score masks through :func:`chunks.mask_predictions`: in this process that is
+:meth:`Engine.evaluate_many` (several masks share a forward pass; the engine's scheduler runs the passes as
+time-sized chunks, checking cancellation before each); on Ray the chunks run on the workers.
 Each mask's result is also written to the store in :meth:`Engine.evaluate`'s format, so the
 dashboard answers a click on a swept head at once.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from headscope.engine import significance
+from headscope.engine.atlas.chunks import mask_predictions, workers_of
 from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
 from headscope.engine.engine import Engine
 
@@ -43,26 +45,28 @@ class MaskScores:
 
 
 def score_masks(engine: Engine, masks: Sequence[Sequence[Head]], mode: str, split: str | None,
-                limit: int | None, *, progress: Progress = no_progress, cancelled: Cancelled = never_cancelled,
-                remember: bool = True) -> MaskScores:
-    """The metric under each mask and the baseline. The engine runs the masks' passes as time-sized
-    chunks of batch work, so interactive requests wait at most for one chunk and a cancel takes effect
-    before the next; with `remember`, each mask's result is stored as `/api/evaluate` would store it."""
+                limit: int | None, *, chunk: int | None = None, progress: Progress = no_progress,
+                cancelled: Cancelled = never_cancelled, remember: bool = True) -> MaskScores:
+    """The metric under each mask and the baseline; the masks run in chunks (:func:`mask_predictions`: here
+    or on Ray workers, `chunk` masks per chunk, by default as many as keep a chunk near ROWS_PER_CALL rows)."""
     split_name = engine.task.split_name(split)
     prepared = engine.prepared(split_name, limit, cancelled=cancelled)
     n = len(prepared.examples)
-    predictions = engine.evaluate_many(masks, mode, split_name, limit, progress=progress, cancelled=cancelled)
-    scores = [engine.score(row, prepared.gold) for row in predictions]
-    if remember:
-        for mask, row in zip(masks, predictions, strict=True):
-            engine.remember_evaluation(mask, mode, split_name, engine.evaluation_record(mode, n, row, prepared))
-    return MaskScores(scores, engine.score(prepared.baseline_predictions, prepared.gold),
-                      predictions.reshape(len(masks), n), prepared.baseline_predictions, prepared.gold)
+    baseline = engine.score(prepared.baseline_predictions, prepared.gold)
+    predictions, _ = mask_predictions(engine, masks, mode, split_name, limit, chunk=chunk, progress=progress,
+                                      cancelled=cancelled)
+    scores: list[float] = []
+    for mask, row in zip(masks, predictions, strict=True):
+        scores.append(engine.score(row, prepared.gold))
+        if remember:
+            engine.remember_evaluation(mask, mode, split_name,
+                                       engine.evaluation_record(mode, n, row, prepared))
+    return MaskScores(scores, baseline, predictions, prepared.baseline_predictions, prepared.gold)
 
 
 def _header(engine: Engine, mode: str, split: str | None, limit: int | None, baseline: float) -> dict:
     return {"metric": engine.task.metric, "baseline": baseline, "n": len(engine.task.select(split, limit)),
-            "mode": mode, "split": engine.task.split_name(split)}
+            "mode": mode, "split": engine.task.split_name(split), "workers": workers_of(engine)}
 
 
 def single_head_sweep(engine: Engine, mode: str, split: str | None = None, limit: int | None = None, *,
