@@ -21,7 +21,7 @@ from headscope.engine.tasks import Task
 from headscope.settings import Settings
 
 from tests.conftest import make_task
-from tests.test_jobs import poll
+from tests.test_jobs_http import poll
 
 HEADS = [[2, 1], [0, 3], [1, 0], [0, 1]]  # given out of order: the result lists them by layer
 
