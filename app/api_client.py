@@ -60,6 +60,9 @@ class ApiClient:
         self._client.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         deadline = time.monotonic() + BUSY_RETRY_BUDGET_S
         while True:
             try:
@@ -73,18 +76,33 @@ class ApiClient:
                     time.sleep(min(max(wait, 0.2), 10.0))
                     continue
             if response.is_success:
-                return response.json()
+                return response
             raise ApiError(response.status_code, _error_message(response))
 
     # -- the endpoints --------------------------------------------------------------------------
     def model(self) -> dict[str, Any]:
         return self._call("GET", "/model")
 
+    @staticmethod
+    def _attention_body(text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str,
+                        fmt: str, heads: Sequence[Sequence[int]] | None) -> dict[str, Any]:
+        return {"text": text, "text_pair": text_pair or None, "ablate": [list(h) for h in ablate], "mode": mode,
+                "format": fmt, "heads": None if heads is None else [list(h) for h in heads]}
+
     def attention(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str,
-                  fmt: str = "f16") -> dict[str, Any]:
-        body = {"text": text, "text_pair": text_pair or None, "ablate": [list(h) for h in ablate],
-                "mode": mode, "format": fmt}
-        return self._call("POST", "/attention", json=body)
+                  fmt: str = "json", heads: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
+        return self._call("POST", "/attention", json=self._attention_body(text, text_pair, ablate, mode, fmt, heads))
+
+    def attention_text(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]],
+                       mode: str) -> str:
+        """Every head in float16, as the API's answer text: passed to the browser as is, never decoded here."""
+        body = self._attention_body(text, text_pair, ablate, mode, "f16", None)
+        return self._send("POST", "/attention", json=body).text
+
+    def prediction(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]],
+                   mode: str) -> dict[str, Any]:
+        """The model's prediction for one input under a mask (no heads sent; the API memoises the forward)."""
+        return self.attention(text, text_pair, ablate, mode, heads=[])["prediction"]
 
     def evaluate(self, ablate: Sequence[Sequence[int]], mode: str, split: str | None = None,
                  limit: int | None = None) -> dict[str, Any]:
@@ -101,8 +119,13 @@ class ApiClient:
         """Queue an atlas job (or find the finished one with the same parameters); its id."""
         return self._call("POST", "/jobs", json=request)["id"]
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/jobs")["jobs"]
+    def job_kinds(self) -> dict[str, Any]:
+        """The job kinds on offer, their parameters, and the names results use."""
+        return self._call("GET", "/jobs/kinds")
+
+    def find_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request's job identity and its job if the server knows one (nothing is started)."""
+        return self._call("POST", "/jobs/lookup", json=request)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")

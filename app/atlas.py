@@ -1,10 +1,15 @@
 """The atlas page (path "/atlas"): per-head statistics, pattern types and ablation sweeps of the whole model.
 
-Everything comes from the API's jobs (``/api/jobs``): choosing an analysis shows a finished result at
-once when the server has one (computed earlier, maybe before a restart); otherwise "Run" starts the
-job, and its progress and time left show until it is done. Each view names the API call that returns
-its numbers. Clicking a head (map or table) links to it in the inspector, ``/?layer=L&head=H``, a URL
-built only from integers read back from the result.
+Everything comes from the API's jobs (``/api/jobs``), and so does what the page offers: the kinds, which
+of them take a mode and which extra parameters (`GET /api/jobs/kinds`), the modes (`/api/model`), the
+statistics and pattern types a result names. Choosing an analysis asks the server for that request's job
+(`POST /api/jobs/lookup`: the server alone decides what "the same job" is) and shows a finished result
+at once; otherwise "Run" starts it, and its progress and time left show until it is done. Each view
+names the API call that returns its numbers. Clicking a head (map or table) opens it in the inspector
+under the job's own mask and mode, with a URL made by app/urlstate.py from integers read from the result.
+
+Adding a kind needs nothing here unless its result needs a new view: its parameters get controls from
+the catalogue (`param_control`), and its result is drawn by `head_grid`, `chart_figure`, `table_rows`.
 """
 
 from __future__ import annotations
@@ -13,75 +18,104 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dash_table, dcc, html, no_update
 from dash.development.base_component import Component
+from headscope.app import formatting, palette
 from headscope.app.api_client import ApiClient, ApiError
 from headscope.app.measure_compare import compare_figure
 from headscope.app.page import Page
 from headscope.app.syntax_view import DIRECTIONS, clicked_head, relation_head_figure, syntax_rows
+from headscope.app.urlstate import HEAD_NAME, ViewState, head_name, to_query
 
-KINDS: dict[str, str] = {
-    "single-head": "Every head disabled alone: change of the metric (Kovaleva et al., Fig. 8)",
-    "layer": "Every layer disabled: change of the metric",
-    "importance": "Head importance E|dL/dξ| (Michel et al.), L2-normalised per layer",
-    "pruning": "Iterative pruning by importance, 10 % of heads a step (Michel et al.)",
-    "greedy": "Greedy search for heads whose removal raises the metric (chosen on dev, checked on test)",
-    "stats": "Attention statistics per head (Clark et al.; Voita et al.)",
-    "patterns": "Pattern types per head (Kovaleva et al.; rule-based classifier)",
-    "similarity": "Cosine similarity of attention maps, fine-tuned vs pre-trained (Kovaleva et al.)",
-    "syntax": "Syntax heads: each head as a dependency parser vs the best fixed offset (Clark et al.)",
-}
-MODE_KINDS = ("single-head", "layer", "importance", "pruning", "greedy")
-STATISTICS = ("entropy", "to_cls", "to_sep", "to_punct", "to_self", "to_prev", "to_next", "confidence")
-PATTERN_TYPES = ("vertical", "diagonal", "vertical+diagonal", "block", "heterogeneous")
 LIMITS = (("all of the split", 0), ("first 100", 100), ("first 300", 300), ("first 1000", 1000))
 POLL_MS = 1000
+Payload = dict[str, Any]
+Head = tuple[int, int]
 
 
-# -- talking to the API ---------------------------------------------------------------------------------
-def _request(kind: str, mode: str, split: str, limit: int, split_sizes: dict[str, int],
-             measure: str = "weights") -> dict[str, Any]:
-    """The job request for the controls, with the limit the API would normalise it to (stats: the measure)."""
-    size = split_sizes.get(split, 0)
-    request = {"kind": kind, "mode": mode, "split": split, "limit": limit if 0 < limit < size else None}
-    return {**request, "measure": measure} if kind == "stats" else request
+# -- the request the controls make ------------------------------------------------------------------------
+def param_control(param: Payload) -> Component:
+    """A control for one of a kind's extra parameters, as `GET /api/jobs/kinds` describes it."""
+    control_id = {"job-param": param["name"]}
+    if param["type"] == "boolean":
+        control = dcc.Checklist(id=control_id, options=[{"label": param["name"], "value": "on"}],
+                                value=["on"] if param["default"] else [], inline=True)
+    elif param["type"] == "choice":
+        control = dcc.Dropdown(id=control_id, options=param["choices"], value=param["default"], clearable=False,
+                               className="atlas-small")
+    elif param["type"] == "integer":
+        control = dcc.Input(id=control_id, type="number", min=1, step=1, value=param["default"],
+                            style={"width": "70px"})
+    else:  # heads: written as in the inspector's links, L3H7,L5H1
+        control = dcc.Input(id=control_id, type="text", value="", placeholder="L3H7,L5H1", debounce=True,
+                            style={"width": "140px"})
+    label = [] if param["type"] == "boolean" else [html.Span(param["name"], className="muted small")]
+    return html.Span([*label, control], title=param["description"], className="atlas-param")
 
 
-def _matches(job: dict[str, Any], request: dict[str, Any]) -> bool:
-    params = job.get("params", {})
-    same_mode = request["kind"] not in MODE_KINDS or params.get("mode") == request["mode"]
-    return (params.get("kind") == request["kind"] and same_mode and params.get("split") == request["split"]
-            and params.get("limit") == request["limit"] and not params.get("word_level")
-            and not params.get("ablate") and params.get("measure", "weights") == request.get("measure", "weights"))
+def param_value(kind_param: Payload, raw: Any) -> Any:
+    """A control's value as the job request wants it."""
+    if kind_param["type"] == "boolean":
+        return bool(raw)
+    if kind_param["type"] == "heads":  # none written: the parameter's default (pairs: every head)
+        return [[int(m[1]), int(m[2])] for m in HEAD_NAME.finditer(raw or "")] or kind_param["default"]
+    return raw
 
 
-def stats_pair(api: ApiClient, params: dict[str, Any], result: dict[str, Any]) -> tuple[dict, dict] | None:
+def job_request(kind: Payload, mode: str, split: str, limit: int, params: dict[str, Any]) -> Payload:
+    """The job request for the controls (the server normalises it; see `POST /api/jobs/lookup`)."""
+    request = {"kind": kind["kind"], "mode": mode, "split": split, "limit": limit or None}
+    by_name = {p["name"]: p for p in kind["params"]}
+    request.update({name: param_value(by_name[name], value) for name, value in params.items() if name in by_name})
+    return request
+
+
+def describe_params(params: Payload) -> str:
+    """A job's canonical parameters in words (the atlas's source line)."""
+    parts = [f"job {params['kind']}"]
+    if params.get("mode"):
+        parts.append(f"mode {params['mode']}")
+    parts.append(f"split {params['split']}")
+    parts.append(f"first {params['limit']} examples" if params.get("limit") else "all examples")
+    for name, value in params.items():
+        if name in ("kind", "mode", "split", "limit") or value in (None, [], False):
+            continue
+        if name == "ablate":
+            value = ",".join(head_name(*h) for h in value)
+        parts.append(f"{name.replace('_', ' ')} {value}")
+    return " · ".join(parts)
+
+
+def counterpart_request(params: Payload) -> Payload:
+    """The stats job on the same examples in the other measure (weights <-> norm)."""
+    other = "weights" if params.get("measure") == "norm" else "norm"
+    return {"kind": "stats", "mode": None, "split": params["split"], "limit": params.get("limit"), "measure": other}
+
+
+def stats_pair(api: ApiClient, params: Payload, result: Payload) -> tuple[Payload, Payload] | None:
     """A finished stats result and its counterpart in the other measure on the same examples, as (weights,
-    norm), when the server has both."""
-    other = "weights" if result.get("measure") == "norm" else "norm"
-    wanted = {"kind": "stats", "mode": None, "split": params.get("split"), "limit": params.get("limit"),
-              "measure": other}
-    for job in api.jobs():
-        if _matches(job, wanted) and job["state"] == "done":
-            found = api.job(job["id"])["result"]
-            return (found, result) if other == "weights" else (result, found)
-    return None
+    norm), when the server has both (found by `POST /api/jobs/lookup`)."""
+    wanted = counterpart_request(params)
+    found = api.find_job(wanted)
+    if found["job"] is None or found["job"]["state"] != "done":
+        return None
+    other = api.job(found["id"])["result"]
+    return (other, result) if wanted["measure"] == "weights" else (result, other)
 
 
 # -- layout -----------------------------------------------------------------------------------------------
-def _controls(splits: list[str]) -> html.Div:
+def _controls(splits: list[str], catalogue: Payload, modes: dict[str, str]) -> html.Div:
     return html.Div([
-        dcc.Dropdown(id="atlas-kind", options=[{"label": text, "value": kind} for kind, text in KINDS.items()],
-                     value="single-head", clearable=False, className="atlas-kind"),
-        dcc.Dropdown(id="atlas-mode", options=["zero", "uniform", "mean"], value="zero", clearable=False,
-                     className="atlas-small"),
-        dcc.Dropdown(id="atlas-measure", options=[{"label": "by weight", "value": "weights"},
-                                                  {"label": "by norm (Kobayashi et al.)", "value": "norm"}],
-                     value="weights", clearable=False, className="atlas-small", style={"width": "220px"}),
+        dcc.Dropdown(id="atlas-kind", options=[{"label": k["title"], "value": k["kind"]} for k in catalogue["kinds"]],
+                     value=catalogue["kinds"][0]["kind"], clearable=False, className="atlas-kind"),
+        dcc.Dropdown(id="atlas-mode", options=[{"label": mode, "value": mode, "title": meaning}
+                                               for mode, meaning in modes.items()],
+                     value=next(iter(modes)), clearable=False, className="atlas-small"),
         dcc.Dropdown(id="atlas-split", options=splits, value="dev" if "dev" in splits else splits[0],
                      clearable=False, className="atlas-small"),
         dcc.Dropdown(id="atlas-limit", options=[{"label": label, "value": value} for label, value in LIMITS],
                      value=0, clearable=False, className="atlas-small"),
+        html.Span(id="atlas-params", style={"display": "flex", "gap": "8px", "alignItems": "center"}),
         html.Button("Run", id="atlas-run", className="button primary", n_clicks=0),
         html.Button("Cancel", id="atlas-cancel", className="button", n_clicks=0),
     ], className="atlas-controls", style={"display": "flex", "gap": "8px", "alignItems": "center",
@@ -89,32 +123,33 @@ def _controls(splits: list[str]) -> html.Div:
 
 
 def layout(api: ApiClient) -> Component:
-    """Built per visit from `/api/model`, so the maps have the loaded model's shape."""
+    """Built per visit from `/api/model` and `/api/jobs/kinds`, so the page offers what the server runs."""
     try:
         info = api.model()
+        catalogue = api.job_kinds()
     except ApiError as exc:
         return html.Div([html.H2("Atlas unavailable"), html.P(exc.message)], className="panel unavailable",
                         role="alert")
     splits = list(info["task"]["splits"])
     return html.Div([
         dcc.Store(id="atlas-model", data={"splits": info["task"]["splits"], "num_layers": info["num_layers"],
-                                          "num_heads": info["num_heads"], "metric": info["task"]["metric"]}),
+                                          "num_heads": info["num_heads"], "catalogue": catalogue}),
         dcc.Store(id="atlas-job"),
         dcc.Store(id="atlas-result"),
         dcc.Interval(id="atlas-poll", interval=POLL_MS, disabled=True),
         html.Section([
             html.Div(html.H2(f"Atlas of {info['name']} on {info['task']['name']}"), className="section-head"),
-            _controls(splits),
+            _controls(splits, catalogue, info["ablation_modes"]),
             html.Div([html.Progress(id="atlas-progress", value="0", max="1", style={"width": "240px"}),
                       html.Span(id="atlas-status", className="muted small", role="status")],
                      style={"display": "flex", "gap": "10px", "alignItems": "center", "marginTop": "6px"}),
             html.Div(id="atlas-source", className="muted small"),
         ], className="panel"),
         html.Section([
-            dcc.Dropdown(id="atlas-statistic", options=list(STATISTICS), value="entropy", clearable=False,
-                         className="atlas-small", style={"display": "none"}),
-            dcc.Dropdown(id="atlas-pattern", options=list(PATTERN_TYPES), value="vertical", clearable=False,
-                         className="atlas-small", style={"display": "none"}),
+            dcc.Dropdown(id="atlas-statistic", options=catalogue["statistics"], value=catalogue["statistics"][0],
+                         clearable=False, className="atlas-small", style={"display": "none"}),
+            dcc.Dropdown(id="atlas-pattern", options=catalogue["pattern_types"], value=catalogue["pattern_types"][0],
+                         clearable=False, className="atlas-small", style={"display": "none"}),
             dcc.Dropdown(id="atlas-direction", options=list(DIRECTIONS), value=DIRECTIONS[0], clearable=False,
                          className="atlas-small", style={"display": "none"}),
             dcc.Graph(id="atlas-map", config={"displaylogo": False}, style={"height": "420px"}),
@@ -126,12 +161,15 @@ def layout(api: ApiClient) -> Component:
 
 
 # -- turning results into views ---------------------------------------------------------------------
-def inspector_href(prefix: str, layer: int, head: int) -> str:
-    """The inspector focused on one head; only integers go into the URL."""
-    return f"{prefix}?layer={int(layer)}&head={int(head)}"
+def inspector_href(prefix: str, layer: int, head: int, off: list[Head] | tuple[Head, ...] = (),
+                   mode: str | None = None) -> str:
+    """The inspector focused on one head under a mask and mode; a link app/urlstate.py writes."""
+    state = ViewState(layer=int(layer), head=int(head), off=tuple((int(a), int(b)) for a, b in off),
+                      mode=mode or ViewState.mode)
+    return prefix + to_query(state)
 
 
-def head_grid(kind: str, result: dict[str, Any], statistic: str, pattern: str) -> tuple[np.ndarray, str] | None:
+def head_grid(kind: str, result: Payload, statistic: str, pattern: str) -> tuple[np.ndarray, str] | None:
     """The ``[layers, heads]`` values a layer x head map shows for this result, and its title."""
     if kind in ("single-head", "importance", "similarity"):
         name = {"single-head": "delta", "importance": "importance", "similarity": "similarity"}[kind]
@@ -150,15 +188,19 @@ def head_grid(kind: str, result: dict[str, Any], statistic: str, pattern: str) -
 
 
 def map_figure(grid: np.ndarray, title: str, diverging: bool) -> go.Figure:
+    """Layers as rows from the top (layer 0 first, as in the inspector's grid), heads as columns."""
     layers, heads = grid.shape
     limit = float(np.abs(grid).max()) or 1.0
     figure = go.Figure(go.Heatmap(
-        z=grid, x=list(range(heads)), y=list(range(layers)), colorscale="RdBu" if diverging else "Viridis",
+        z=grid, x=list(range(heads)), y=list(range(layers)),
+        colorscale=palette.DIVERGING if diverging else palette.SEQUENTIAL,
         zmid=0 if diverging else None, zmin=-limit if diverging else None, zmax=limit if diverging else None,
-        hovertemplate="L%{y}H%{x}: %{z:.4f}<extra></extra>", colorbar={"title": {"text": title}},
+        hovertemplate="L%{y}H%{x}: %{z:" + ("+.3f" if diverging else ".4f") + "}<extra></extra>",
+        colorbar={"title": {"text": title}},
     ))
     figure.update_layout(margin={"l": 50, "r": 10, "t": 30, "b": 40}, title={"text": f"{title} (layer x head)"},
-                         xaxis={"title": "head", "dtick": 1}, yaxis={"title": "layer", "dtick": 1})
+                         xaxis={"title": "head", "dtick": 1},
+                         yaxis={"title": "layer", "dtick": 1, "autorange": "reversed"})
     return figure
 
 
@@ -180,14 +222,16 @@ def mark_significant(figure: go.Figure, significant: list) -> go.Figure:
     return figure
 
 
-def chart_figure(kind: str, result: dict[str, Any]) -> go.Figure | None:
+def chart_figure(kind: str, result: Payload, pattern_types: list[str]) -> go.Figure | None:
     """The per-layer bars, the pruning curve, the greedy path or the pattern distributions."""
     figure = go.Figure()
     if kind == "layer":
-        flags = result.get("significant") or [False] * len(result["delta"])
+        flags = result.get("significant") or [True] * len(result["delta"])
+        colours = [(palette.DOWN if d < 0 else palette.UP) if flag else palette.NEUTRAL
+                   for d, flag in zip(result["delta"], flags, strict=True)]
         figure.add_bar(x=[f"layer {i}" for i in range(len(result["delta"]))], y=result["delta"],
-                       marker={"color": ["#b2182b" if f else "#bbbbbb" for f in flags]})
-        survive = f"; dark: {holm_summary(flags)}" if "significant" in result else ""
+                       marker={"color": colours})
+        survive = f"; grey: not significant, {holm_summary(flags)}" if "significant" in result else ""
         figure.update_layout(title={"text": f"change of {result['metric']} with the layer disabled "
                                             f"({result['mode']}){survive}"})
     elif kind == "pruning":
@@ -204,7 +248,7 @@ def chart_figure(kind: str, result: dict[str, Any]) -> go.Figure | None:
                                name=f"{result['held_out']} (held out)")
         figure.update_layout(title={"text": "greedy path: chosen on the first, checked on the held-out split"})
     elif kind == "patterns":
-        for name in PATTERN_TYPES:
+        for name in pattern_types:
             figure.add_bar(x=[f"layer {i}" for i in range(len(result["layers"]))],
                            y=[layer[name] for layer in result["layers"]], name=name)
         total = sum(result["model"].values()) or 1
@@ -216,40 +260,48 @@ def chart_figure(kind: str, result: dict[str, Any]) -> go.Figure | None:
     return figure
 
 
-def table_rows(kind: str, result: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
-    """One row per head (or step), with a link to the head in the inspector."""
-    def link(layer: int, head: int) -> str:
-        return f"[L{int(layer)}H{int(head)}]({inspector_href(prefix, layer, head)})"
+def table_rows(kind: str, result: Payload, params: Payload, prefix: str, statistics: list[str]) -> list[Payload]:
+    """One row per head (or step), each head a link to the inspector under the job's mask and mode."""
+    mode = params.get("mode")
 
+    def link(layer: int, head: int, off: list[Head]) -> str:
+        return f"[L{int(layer)}H{int(head)}]({inspector_href(prefix, layer, head, off, mode)})"
+
+    own_mask = [tuple(h) for h in params.get("ablate") or []]
     if kind in ("stats", "patterns"):
         rows = []
         for entry in result["heads"]:
-            row = {"head": link(entry["layer"], entry["head"]), "layer": entry["layer"], "h": entry["head"]}
+            row = {"head": link(entry["layer"], entry["head"], own_mask), "layer": entry["layer"], "h": entry["head"]}
             if kind == "stats":
-                row.update({name: round(entry[name], 4) for name in STATISTICS})
+                row.update({name: formatting.number(entry[name]) for name in statistics if name in entry})
                 row["labels"] = " ".join(entry["labels"])
             else:
                 row.update(entry["counts"])
                 row["most often"] = max(entry["counts"], key=entry["counts"].get)
             rows.append(row)
         return rows
-    if kind in ("single-head", "importance", "similarity"):
-        name = {"single-head": "delta", "importance": "importance", "similarity": "similarity"}[kind]
-        return [{"head": link(layer, head), "layer": layer, "h": head, name: round(value, 5)}
-                for layer, row in enumerate(result[name]) for head, value in enumerate(row)]
+    if kind == "single-head":
+        return [{"head": link(layer, head, [(layer, head)]), "layer": layer, "h": head,
+                 "delta": formatting.delta(value)}
+                for layer, row in enumerate(result["delta"]) for head, value in enumerate(row)]
+    if kind in ("importance", "similarity"):
+        return [{"head": link(layer, head, own_mask), "layer": layer, "h": head, kind: formatting.number(value)}
+                for layer, row in enumerate(result[kind]) for head, value in enumerate(row)]
     if kind == "layer":
-        return [{"layer": layer, "delta": round(value, 5)} for layer, value in enumerate(result["delta"])]
+        return [{"layer": layer, "delta": formatting.delta(value)} for layer, value in enumerate(result["delta"])]
     if kind == "pruning":
-        return [{"pruned": p["pruned"], "share": round(p["share"], 3), "score": round(p["score"], 4),
+        return [{"pruned": p["pruned"], "share": f"{100 * p['share']:.0f} %", "score": formatting.score(p["score"]),
+                 "delta": formatting.delta(p["delta"]),
                  "heads removed": " ".join(f"L{h[0]}H{h[1]}" for h in p["heads"])} for p in result["points"]]
     if kind == "greedy":
-        return [{"step": i + 1, "added": link(*s["added"]), "score": round(s["score"], 4),
-                 "delta": round(s["delta"], 4), "held-out score": s.get("held_out_score"),
-                 "held-out delta": s.get("held_out_delta")} for i, s in enumerate(result["steps"])]
+        return [{"step": i + 1, "added": link(*s["added"], [tuple(h) for h in s["heads"]]),
+                 "score": formatting.score(s["score"]), "delta": formatting.delta(s["delta"]),
+                 "held-out score": formatting.score(s.get("held_out_score")),
+                 "held-out delta": formatting.delta(s.get("held_out_delta"))} for i, s in enumerate(result["steps"])]
     return []
 
 
-def _table(rows: list[dict[str, Any]]) -> Component:
+def _table(rows: list[Payload]) -> Component:
     if not rows:
         return html.Div()
     columns = [{"name": key, "id": key, "presentation": "markdown"} if key in ("head", "added", "best head")
@@ -260,25 +312,38 @@ def _table(rows: list[dict[str, Any]]) -> Component:
 
 
 # -- callbacks ----------------------------------------------------------------------------------------------
+def _kind(model: Payload, name: str) -> Payload:
+    return next(k for k in model["catalogue"]["kinds"] if k["kind"] == name)
+
+
 def register_callbacks(app: Dash, api: ApiClient) -> None:
     inspector = app.get_relative_path("/")
 
+    @app.callback(Output("atlas-params", "children"), Output("atlas-mode", "disabled"),
+                  Input("atlas-kind", "value"), State("atlas-model", "data"))
+    def show_params(kind, model):
+        """The chosen kind's own parameters; the mode only where the kind uses one."""
+        chosen = _kind(model, kind)
+        return [param_control(p) for p in chosen["params"]], not chosen["uses_mode"]
+
     @app.callback(Output("atlas-job", "data"), Output("atlas-status", "children", allow_duplicate=True),
                   Input("atlas-kind", "value"), Input("atlas-mode", "value"), Input("atlas-split", "value"),
-                  Input("atlas-limit", "value"), Input("atlas-run", "n_clicks"), Input("atlas-measure", "value"),
-                  State("atlas-model", "data"), prevent_initial_call="initial_duplicate")
-    def choose_job(kind, mode, split, limit, _clicks, measure, model):
-        """A finished or running job for the controls (shown at once), or a new one when Run is pressed."""
-        request = _request(kind, mode, split, int(limit or 0), model["splits"], measure or "weights")
+                  Input("atlas-limit", "value"), Input({"job-param": ALL}, "value"), Input("atlas-run", "n_clicks"),
+                  State({"job-param": ALL}, "id"), State("atlas-model", "data"),
+                  prevent_initial_call="initial_duplicate")
+    def choose_job(kind, mode, split, limit, values, _clicks, ids, model):
+        """The server's job for the controls (shown at once when it has one), or a new one when Run is pressed."""
+        params = {control["job-param"]: value for control, value in zip(ids, values, strict=True)}
+        request = job_request(_kind(model, kind), mode, split, int(limit or 0), params)
         try:
             if ctx.triggered_id == "atlas-run":
                 return api.start_job(request), "starting…"
-            for job in api.jobs():
-                if _matches(job, request) and job["state"] in ("done", "running", "queued"):
-                    return job["id"], ""
+            found = api.find_job(request)
         except ApiError as exc:
             return None, exc.message
-        return None, "not computed yet for these settings: press Run"
+        if found["job"] is None:
+            return None, "not computed yet for these settings: press Run"
+        return found["id"], ""
 
     @app.callback(Output("atlas-result", "data"), Output("atlas-status", "children"),
                   Output("atlas-progress", "value"), Output("atlas-poll", "disabled"),
@@ -293,7 +358,7 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             job = api.cancel_job(job_id) if ctx.triggered_id == "atlas-cancel" else api.job(job_id)
         except ApiError as exc:
             return None, exc.message, "0", True, ""
-        source = f"numbers from GET /api/jobs/{job['id']} (job {job['kind']}, {job['params']})"
+        source = f"numbers from GET /api/jobs/{job['id']}: {describe_params(job['params'])}"
         if job["state"] in ("queued", "running"):
             eta = f", about {job['eta_s']:.0f} s left" if job.get("eta_s") is not None else ""
             status = f"{job['state']}: {100 * job['progress']:.0f} % done{eta}"
@@ -301,8 +366,8 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         if job["state"] == "done":
             took = f" in {job['elapsed_s']:.0f} s" if job.get("elapsed_s") else ""
             status = "done" + (" (stored result)" if job.get("stored") else took)
-            return {"kind": job["kind"], "result": job["result"], "params": job["params"]}, status, "1", True, source
-        return None, f"{job['state']}: {job.get('error') or 'stopped'}", "0", True, source
+            return {"kind": job["kind"], "params": job["params"], "result": job["result"]}, status, "1", True, source
+        return None, f"{job['state']}: {job.get('error') or 'stopped'} (press Run to try again)", "0", True, source
 
     @app.callback(Output("atlas-map", "figure"), Output("atlas-map", "style"), Output("atlas-chart", "figure"),
                   Output("atlas-chart", "style"), Output("atlas-table", "children"),
@@ -315,50 +380,47 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         empty = go.Figure()
         if not data:
             return empty, hidden, empty, hidden, html.Div(), hidden, hidden, hidden
-        kind, result = data["kind"], data["result"]
+        kind, result, params = data["kind"], data["result"], data["params"]
+        catalogue = model["catalogue"]
         pick = {"width": "220px"}
         if kind == "syntax":  # Clark et al.'s table, both directions; the relation x head map of one
             heat = relation_head_figure(result, direction, model["num_heads"])
             height = {"height": f"{max(420, 24 * len(heat.data[0].y or ()) + 160)}px"}
-            rows = syntax_rows(result, lambda layer, head: inspector_href(inspector, layer, head))
-            return (heat, height, empty, hidden, _table(rows), hidden, hidden,
-                    {"width": "260px"})
+            own_mask = [tuple(h) for h in params.get("ablate") or []]
+            rows = syntax_rows(result, lambda layer, head: inspector_href(inspector, layer, head, own_mask,
+                                                                          params.get("mode")))
+            return heat, height, empty, hidden, _table(rows), hidden, hidden, {"width": "260px"}
         grid = head_grid(kind, result, statistic, pattern)
         heat = map_figure(grid[0], grid[1], diverging=kind == "single-head") if grid else empty
         if kind == "single-head" and "significant" in result:
             heat = mark_significant(heat, result["significant"])
-        chart = chart_figure(kind, result)
-        if kind == "stats" and not result.get("word_level"):  # weight vs norm share per head, when both exist
+        chart = chart_figure(kind, result, catalogue["pattern_types"])
+        if kind == "stats" and not params.get("word_level"):  # weight vs norm share per head, when both exist
             try:
-                pair = stats_pair(api, data.get("params", {}), result)
+                pair = stats_pair(api, params, result)
             except ApiError:
                 pair = None
             chart = compare_figure(*pair) if pair else None
+        rows = table_rows(kind, result, params, inspector, catalogue["statistics"])
         return (heat, shown if grid else hidden, chart or empty, {"height": "320px"} if chart else hidden,
-                _table(table_rows(kind, result, inspector)), pick if kind == "stats" else hidden,
-                pick if kind == "patterns" else hidden, hidden)
+                _table(rows), pick if kind == "stats" else hidden, pick if kind == "patterns" else hidden, hidden)
 
-    @app.callback(Output("atlas-mode", "disabled"), Input("atlas-kind", "value"))
-    def mode_applies(kind):
-        """Statistics, patterns and similarity read the unablated model: no mode to choose."""
-        return kind not in MODE_KINDS
-
-    @app.callback(Output("atlas-measure", "disabled"), Input("atlas-kind", "value"))
-    def measure_applies(kind):
-        """Only the statistics read a measure other than the weights."""
-        return kind != "stats"
-
-    @app.callback(Output("atlas-focus", "children"), Input("atlas-map", "clickData"), prevent_initial_call=True)
-    def open_head(click):
-        """A click on the map offers the head in the inspector (a shareable link)."""
+    @app.callback(Output("atlas-focus", "children"), Input("atlas-map", "clickData"), State("atlas-result", "data"),
+                  prevent_initial_call=True)
+    def open_head(click, data):
+        """A click on the map offers the head in the inspector, under the job's mask and mode."""
         chosen = clicked_head(click)  # the syntax map names its head in customdata
         try:
             point = click["points"][0]
             layer, head = chosen or (int(point["y"]), int(point["x"]))
         except (TypeError, KeyError, IndexError, ValueError):
             return no_update
-        return html.Span([f"L{layer}H{head}: ", dcc.Link("open in the inspector",
-                                                         href=inspector_href(inspector, layer, head))])
+        params = data["params"] if data else {}
+        off = [(layer, head)] if data and data["kind"] == "single-head" else \
+            [tuple(h) for h in params.get("ablate") or []]
+        return html.Span([f"L{layer}H{head}: ", dcc.Link(
+            "open in the inspector", id="atlas-open-head",
+            href=inspector_href(inspector, layer, head, off, params.get("mode")))])
 
 
 PAGE = Page(slug="atlas", title="Atlas", layout=layout, register_callbacks=register_callbacks)

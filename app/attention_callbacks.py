@@ -1,81 +1,76 @@
-"""Attention for the current input: fetched once per input and mask, drawn in the browser.
+"""Attention for the current input and mask: fetched once per input and mask, drawn in the browser.
 
-The server side asks the API for every head at once in float16 (`format: "f16"`), plus the
-unablated baseline for the difference view; thumbnails, the focused heatmap, the lines view and the
-difference view are drawn from that by static/headscope.js, so focusing another head needs no call.
+`deriveRequests` turns the URL into `attention-request` and `evaluate-request` (the canonical query of
+what each depends on), so moving the focus fetches nothing. The server side asks the API for every head
+in float16 and passes the API's answer text through untouched (no decoding in the Dash process); with
+heads disabled it also fetches the unablated answer for the difference view. Thumbnails, the focused
+heatmap, the lines and the difference view are drawn from that by static/headscope.js.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, no_update
+from dash import ALL, Dash, Input, Output, State
 from dash.exceptions import PreventUpdate
 from headscope.app.api_client import ApiClient, ApiError
 from headscope.app.clientside import js
-from headscope.app.urlstate import head_name
+from headscope.app.urlstate import ModelShape, ViewState, parse_query
 
 Payload = dict[str, Any]
 
 
-def _packed(response: Payload, request: Payload, off: list[list[int]]) -> Payload:
-    """The API's answer keyed for the page: heads by name (L3H7 -> base64 float16), tagged with the request."""
-    return {
-        "key": request["key"], "input_key": request["input_key"], "off": off, "mode": request["mode"],
-        "tokens": response["tokens"], "segments": response["segments"], "prediction": response["prediction"],
-        "heads": {head_name(h["layer"], h["head"]): h["data"] for h in response["heads"]},
-    }
-
-
-def _input_text(api: ApiClient, request: Payload, model_info: Payload) -> tuple[str, str | None]:
-    """The text (and pair) to run: the request's own, or dev example `ex` looked up through the API."""
-    if request.get("ex") is None:
-        return str(request["text"]), request.get("pair") or None
+def input_of(api: ApiClient, state: ViewState, model_info: Payload) -> tuple[str, str | None]:
+    """The text (and pair) a state names: its own, or dev example `ex` looked up through the API."""
+    if state.ex is None:
+        return state.text or "", state.pair
     examples = api.dev_examples(model_info["fingerprint"])
-    ex = int(request["ex"])
-    if not 0 <= ex < len(examples):
-        raise ApiError(422, f"dev example {ex} does not exist: ids are 0..{len(examples) - 1}")
-    return examples[ex]["text"], examples[ex]["text_pair"]
+    if not 0 <= state.ex < len(examples):
+        raise ApiError(422, f"dev example {state.ex} does not exist: ids are 0..{len(examples) - 1}")
+    return examples[state.ex]["text"], examples[state.ex]["text_pair"]
+
+
+def request_state(request: str, model_info: Payload) -> ViewState:
+    """A request key (a canonical query made by the page) -> its state."""
+    return parse_query(request, ModelShape.from_model_info(model_info))[0]
 
 
 def make_fetch_attention(api: ApiClient):
-    def fetch_attention(request: Payload | None, baseline_key: str | None,
-                        model_info: Payload | None) -> tuple[Any, Any, Any]:
-        """attention-request -> every head under the mask (and, for a new input, with nothing disabled)."""
-        if not request or not model_info:
+    def fetch_attention(request: str | None, model_info: Payload | None) -> Payload:
+        """attention-request -> the API's answers as text: under the mask, and unmasked when heads are off."""
+        if request is None or not model_info:
             raise PreventUpdate
+        state = request_state(request, model_info)
         try:
-            text, pair = _input_text(api, request, model_info)
-            current = _packed(api.attention(text, pair, request["off"], request["mode"]), request, request["off"])
-            if not request["off"] or baseline_key == request["input_key"]:
-                return current, no_update, no_update  # keepBaseline copies an unmasked answer in the browser
-            unmasked = {**request, "key": request["input_key"] + "|baseline"}
-            baseline = _packed(api.attention(text, pair, [], "zero"), unmasked, [])
-            return current, baseline, request["input_key"]
+            text, pair = input_of(api, state, model_info)
+            masked = api.attention_text(text, pair, state.off, state.mode)
+            baseline = api.attention_text(text, pair, [], "zero") if state.off else None
         except ApiError as exc:
-            failure = {"key": request["key"], "input_key": request["input_key"], "off": request["off"],
-                       "error": exc.message, "bad_input": exc.is_bad_input}
-            return failure, no_update, no_update
+            return {"request": request, "masked": None, "baseline": None, "error": exc.message}
+        return {"request": request, "masked": masked, "baseline": baseline, "error": None}
 
     return fetch_attention
 
 
 def register(app: Dash, api: ApiClient) -> None:
-    app.callback(
-        Output("attention", "data"), Output("baseline-attention", "data"), Output("baseline-key", "data"),
-        Input("attention-request", "data"), State("baseline-key", "data"), State("model-info", "data"),
-        prevent_initial_call=True,
-    )(make_fetch_attention(api))
-    app.clientside_callback(js("keepBaseline"), Output("baseline-attention", "data", allow_duplicate=True),
-                            Output("baseline-key", "data", allow_duplicate=True), Input("attention", "data"),
-                            prevent_initial_call=True)
-    app.clientside_callback(js("drawThumbnails"), Output({"focus": ALL}, "style"),
-                            Output("head-grid", "aria-busy"), Input("attention", "data"),
-                            Input("attention-request", "data"))
+    app.clientside_callback(js("deriveRequests"), Output("attention-request", "data"),
+                            Output("evaluate-request", "data"), Output("head-grid", "aria-busy", allow_duplicate=True),
+                            Input("page-search", "data"), State("attention-request", "data"),
+                            State("evaluate-request", "data"), prevent_initial_call=True)
+    app.callback(Output("attention", "data"), Input("attention-request", "data"), State("model-info", "data"),
+                 prevent_initial_call=True)(make_fetch_attention(api))
+    app.clientside_callback(js("drawThumbnails"), Output({"focus": ALL}, "style"), Output("head-grid", "aria-busy"),
+                            Input("attention", "data"), Input("attention-request", "data"))
     app.clientside_callback(js("drawFocus"), Output("heatmap", "figure"), Output("lines", "figure"),
                             Output("diff", "figure"), Output("focus-title", "children"), Output("lines", "style"),
-                            Input("view-state", "data"), Input("attention", "data"),
-                            Input("baseline-attention", "data"))
-    app.clientside_callback(js("recoverInput"), Output("view-state", "data", allow_duplicate=True),
-                            Output("problems", "data", allow_duplicate=True), Input("attention", "data"),
-                            State("view-state", "data"), State("problems", "data"), prevent_initial_call=True)
+                            Input("page-search", "data"), Input("attention", "data"))
+    # The mask's look follows evaluate-request, which changes only when the mask or mode does, so moving
+    # the focus leaves the grid's many toggles alone.
+    app.clientside_callback(
+        js("styleMask"),
+        Output({"toggle": ALL}, "data-ablated"), Output({"toggle": ALL}, "aria-pressed"),
+        Output({"toggle": ALL}, "title"), Output({"layer-toggle": ALL}, "className"),
+        Output({"mode-button": ALL}, "className"), Output({"mode-button": ALL}, "aria-pressed"),
+        Output("mask-summary", "children"), Output("reset-mask", "disabled"),
+        Input("evaluate-request", "data"), State("model-info", "data"),
+    )

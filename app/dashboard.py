@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dash import Dash, Input, Output, dcc, html
+from headscope.app import palette
 from headscope.app.api_client import ApiClient
 from headscope.app.page import Page
 from headscope.app.pages import PAGES
@@ -28,7 +29,7 @@ def _shell(app: Dash, pages: tuple[Page, ...]) -> html.Div:
             html.Nav(nav, className="nav"),
         ], className="topbar"),
         html.Main(id="page", className="page"),
-    ], className="shell")
+    ], className="shell", style=palette.css_variables(), **{"data-palette": palette.for_browser()})
 
 
 def create_dash(api_url: str, *, requests_pathname_prefix: str = "/", pages: tuple[Page, ...] | None = None,

@@ -11,7 +11,9 @@ import base64
 from typing import Any
 
 import numpy as np
-from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.api_client import ApiClient
+from headscope.app.attention_callbacks import input_of
+from headscope.app.urlstate import ViewState
 from headscope.figures import standalone_html
 
 Payload = dict[str, Any]
@@ -28,24 +30,16 @@ def decode_heads(response: Payload, num_layers: int, num_heads: int) -> np.ndarr
     return maps
 
 
-def view_html(api: ApiClient, state: Payload, model_info: Payload, share_url: str | None = None) -> str:
-    """The standalone page of a view-state (``ex`` or ``text``/``pair``, focus, ``off``, ``mode``)."""
-    if state.get("ex") is not None:
-        examples = api.dev_examples(model_info["fingerprint"])
-        ex = int(state["ex"])
-        if not 0 <= ex < len(examples):
-            raise ApiError(422, f"dev example {ex} does not exist: ids are 0..{len(examples) - 1}")
-        text, pair = examples[ex]["text"], examples[ex]["text_pair"]
-    else:
-        text, pair = str(state["text"]), state.get("pair") or None
-    off = [list(h) for h in state.get("off", [])]
-    mode = state.get("mode", "zero")
-    response = api.attention(text, pair, off, mode, fmt="f16")
-    scores = api.evaluate(off, mode)
+def view_html(api: ApiClient, state: ViewState, model_info: Payload, share_url: str | None = None) -> str:
+    """The standalone page of a view (its input, focus, mask and mode)."""
+    text, pair = input_of(api, state, model_info)
+    off = [list(h) for h in state.off]
+    response = api.attention(text, pair, off, state.mode, fmt="f16")
+    scores = api.evaluate(off, state.mode)
     maps = decode_heads(response, int(model_info["num_layers"]), int(model_info["num_heads"]))
     task = model_info.get("task", {}).get("name", "")
     return standalone_html(
         title=f"headscope: {model_info['name']} on {task}", tokens=response["tokens"], maps=maps,
-        focus=(int(state.get("layer", 0)), int(state.get("head", 0))), off=off, mode=mode, measure="weights",
+        focus=(state.layer, state.head), off=off, mode=state.mode, measure="weights",
         prediction=response["prediction"], labels=model_info["labels"], model_name=model_info["name"],
         scores=scores, link=share_url)

@@ -1,10 +1,23 @@
-"""The inspector page (path "/"): one input, every head's attention, heads switched off, the score."""
+"""The inspector page (path "/"): one input, every head's attention, heads switched off, the score.
+
+Where things live: the layout in layout.py (structure only); the URL, the page's state, in urlstate.py
+(its format) and state_callbacks.py (how it changes: clicks in the browser, links and typed text checked
+on the server); attention fetched and drawn in attention_callbacks.py; the score panel and flipped list in
+score_callbacks.py; the input panel in input_callbacks.py; downloads in export_callbacks.py; colours in
+palette.py; number formats in formatting.py; what must run in the browser in static/headscope.js.
+"""
 
 from __future__ import annotations
 
 from dash import Dash
 from dash.development.base_component import Component
-from headscope.app import attention_callbacks, control_callbacks, export_callbacks, score_callbacks, url_callbacks
+from headscope.app import (
+    attention_callbacks,
+    export_callbacks,
+    input_callbacks,
+    score_callbacks,
+    state_callbacks,
+)
 from headscope.app.api_client import ApiClient, ApiError
 from headscope.app.layout import inspector_layout, unavailable_layout
 from headscope.app.page import Page
@@ -20,7 +33,7 @@ def layout(api: ApiClient) -> Component:
 
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
-    for module in (url_callbacks, control_callbacks, attention_callbacks, score_callbacks, export_callbacks):
+    for module in (state_callbacks, attention_callbacks, score_callbacks, input_callbacks, export_callbacks):
         module.register(app, api)
 
 

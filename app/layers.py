@@ -137,22 +137,15 @@ def pca_figure(body: dict[str, Any], labels: list[str]) -> go.Figure:
     return figure
 
 
-def view_of(data: dict[str, Any]) -> ViewState:
-    """The inspector's `view-state` store (``ViewState.to_dict``) back as a state."""
-    return ViewState(ex=data.get("ex"), text=data.get("text"), pair=data.get("pair"), layer=int(data.get("layer", 0)),
-                     head=int(data.get("head", 0)), off=tuple(tuple(h) for h in data.get("off") or ()),
-                     mode=data.get("mode", "zero"))
-
-
 def register_callbacks(app: Dash, api: ApiClient) -> None:
     inspector = app.get_relative_path("/")
     here = app.get_relative_path("/layers")
 
-    @app.callback(Output("layers-link", "href"), Input("view-state", "data"))
-    def link_from_inspector(data):
-        """The inspector's link to this page carries its whole state (mask and mode are what this page
+    @app.callback(Output("layers-link", "href"), Input("page-search", "data"))
+    def link_from_inspector(page):
+        """The inspector's link to this page carries its whole URL (mask and mode are what this page
         reads; the rest comes back when a point opens the inspector again)."""
-        return here + to_query(view_of(data)) if data else here
+        return here + page["search"] if page and page.get("search") else here
 
     @app.callback(Output("layers-state", "data"), Output("layers-mask", "children"),
                   Output("layers-problems", "children"), Output("layers-problems", "hidden"),

@@ -1,21 +1,18 @@
 """Components of the inspector page: input, score, head grid and focus views.
 
 Only structure lives here. What each element shows is derived from the URL by the callbacks
-(server-side in the *_callbacks modules, browser-side in static/headscope.js).
+(server-side in the *_callbacks modules, browser-side in static/headscope.js). A control that sets a
+URL parameter is any component with the id ``{"param": NAME}`` and a ``value`` (see state_callbacks).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dash import dcc, html
-from headscope.app.urlstate import MODES, head_name
+from headscope.app.urlstate import URL_PARAMS, head_name
 
-MODE_SHORT = {
-    "zero": "output set to 0 (Michel et al. 2019)",
-    "uniform": "weights 1/L over the real tokens (Kovaleva et al. 2019)",
-    "mean": "output replaced by its mean over the reference split",
-}
 GRAPH_CONFIG: dict[str, Any] = {
     "displaylogo": False,
     "responsive": True,
@@ -24,21 +21,16 @@ GRAPH_CONFIG: dict[str, Any] = {
 
 
 def _stores(model_info: dict[str, Any]) -> list[Any]:
-    """The page's state: `view-state` (validated, from the URL) and what was fetched for it."""
+    """What the page keeps besides its URL (the state): the model, what it fetched, and its messages."""
     return [
-        dcc.Store(id="model-info", data=model_info),
-        dcc.Store(id="raw-search"),
-        dcc.Store(id="view-state"),
-        dcc.Store(id="problems", data=[]),
-        dcc.Store(id="attention-request"),
-        dcc.Store(id="evaluate-request"),
-        dcc.Store(id="attention"),
-        dcc.Store(id="baseline-attention"),
-        dcc.Store(id="baseline-key"),
-        dcc.Store(id="score-latest"),
-        dcc.Store(id="score-cache", data={}),
-        dcc.Store(id="examples"),
-        dcc.Store(id="figure-export"),
+        dcc.Store(id="model-info", data=model_info),  # /api/model, read once per visit
+        dcc.Store(id="page-search"),  # {search, how}: the canonical query the page shows (state_callbacks)
+        dcc.Store(id="external-search"),  # a URL the page did not write, for the server to check
+        dcc.Store(id="problems", data=[]),  # what could not be shown, one message each
+        dcc.Store(id="attention-request"),  # canonical query of the input and mask (attention_callbacks)
+        dcc.Store(id="evaluate-request"),  # canonical query of the mask (score_callbacks)
+        dcc.Store(id="attention"),  # the API's answer text for attention-request, untouched
+        dcc.Store(id="figure-export"),  # when a figure was last downloaded (the browser draws it)
         dcc.Download(id="download"),
         dcc.Download(id="download-html"),
     ]
@@ -78,14 +70,7 @@ def _score_panel(metric: str) -> html.Section:
             html.Div([html.Div("difference", className="label"),
                       html.Span("…", id="score-delta", className="score-value")], className="score-cell"),
         ], className="score-row"),
-        html.Div([html.Span("95 % interval of the difference: ", className="muted"),
-                  html.Span("…", id="delta-ci", title="paired bootstrap over the dev examples (1,000 resamples)"),
-                  html.Span(" · ", className="muted"),
-                  html.Span("…", id="p-value", title="McNemar's exact test for accuracy, a paired permutation "
-                                                      "test for F1 and MCC (unadjusted: one mask, one test)"),
-                  html.Span(" ", className="muted"),
-                  html.Span(id="p-words")], className="significance-row small"),
-        html.Div(f"{metric} on all of dev", id="score-details", className="muted small"),
+        html.Div(html.Div(f"{metric} on all of dev", className="muted small"), id="score-details"),
         html.Div(id="score-status", className="status small", role="status"),
         html.H3("Flipped examples", className="subhead"),
         html.Div(id="flipped-list", className="flipped-list"),
@@ -105,11 +90,12 @@ def _score_panel(metric: str) -> html.Section:
 
 
 def _mode_buttons(meanings: dict[str, str]) -> html.Div:
+    """One button per ablation mode the server offers, each with the server's own definition."""
     buttons = [
-        html.Button([html.B(mode), html.Span(MODE_SHORT[mode], className="mode-short")],
-                    id={"mode-button": mode}, className="mode-button", n_clicks=0,
-                    title=meanings.get(mode, MODE_SHORT[mode]), **{"aria-pressed": "false", "data-mode": mode})
-        for mode in MODES
+        html.Button([html.B(mode), html.Span(meaning.split(" (")[0], className="mode-short")],
+                    id={"mode-button": mode}, className="mode-button", n_clicks=0, title=meaning,
+                    **{"aria-pressed": "false", "data-mode": mode})
+        for mode, meaning in meanings.items()
     ]
     return html.Div([html.Span("Disable by", className="muted small"), *buttons], className="mode-row",
                     role="group", **{"aria-label": "Ablation mode"})
@@ -151,7 +137,7 @@ def _head_grid(num_layers: int, num_heads: int) -> html.Div:
 
 
 def _grid_panel(model_info: dict[str, Any]) -> html.Section:
-    meanings = model_info.get("ablation_modes") or {}
+    meanings = model_info["ablation_modes"]
     return _section(
         "Heads",
         _mode_buttons(meanings),
@@ -236,7 +222,7 @@ def inspector_layout(model_info: dict[str, Any]) -> html.Div:
             _focus_panel(),
         ], className="main-row"),
         _views_row(),
-    ], className="inspector")
+    ], className="inspector", **{"data-url-params": json.dumps([p.to_dict() for p in URL_PARAMS])})
 
 
 def unavailable_layout(api_url: str, message: str) -> html.Div:

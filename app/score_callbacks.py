@@ -1,80 +1,121 @@
-"""The task score for the URL's mask and mode on all of dev, the flipped examples, the input summary.
+"""The task score for the URL's mask and mode on all of dev, and the examples it flipped, rendered here.
 
-`/api/evaluate` can take tens of seconds for a new mask on a CPU: it runs in a server callback (a
-worker thread) while the browser shows `#score` with `aria-busy="true"`; results are kept in the page
-by request key, so returning to a mask already scored needs no call.
+`/api/evaluate` can take tens of seconds for a new mask on a CPU: it runs in this server callback (a
+worker thread) while `#score` shows `aria-busy="true"` (set in the browser in the same update as the
+address bar). A mask scored before answers from the API's result store at once.
+
+The panel is a list of lines (`SCORE_LINES`): a new line (a significance test, say) is one function
+added there, taking the API's answer and returning a component.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from dash import Dash, Input, Output, State
+from dash import Dash, Input, Output, State, html
+from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
+from headscope.app import formatting
 from headscope.app.api_client import ApiClient, ApiError
-from headscope.app.clientside import js
+from headscope.app.attention_callbacks import request_state
 
 Payload = dict[str, Any]
-OPTION_TEXT_CHARS = 110
+MAX_FLIPPED_SHOWN = 60  # each is a component; the JSON export has them all
 
 
-def make_fetch_score(api: ApiClient):
-    def fetch_score(request: Payload | None) -> Payload:
-        """evaluate-request -> /api/evaluate on all of dev (split and limit null), tagged with the request."""
-        if not request:
+def what_was_scored(result: Payload) -> Component:
+    off = len(result["ablate"])
+    return html.Div(f"{result['metric']} on all {result['n']} dev examples · mode {result['mode']} · "
+                    f"{formatting.plural(off, 'head')} off", className="muted small")
+
+
+def where_it_came_from(result: Payload) -> Component:
+    source = "from the result store" if result["cached"] else f"computed in {result['elapsed_ms'] / 1000:.1f} s"
+    return html.Div(f"{formatting.plural(len(result['flipped']), 'prediction')} flipped · {source}",
+                    className="muted small")
+
+
+def how_sure(result: Payload) -> Component:
+    """The difference's 95 % interval and p-value (docs/api.md), then in words what the p-value means."""
+    sure = result.get("significance")
+    if not sure:
+        return html.Div()
+    low, high = sure["ci95"]
+    p_value = sure["p_value"]
+    if p_value >= 0.05:
+        words = (f": no detectable change (a difference this size often arises by chance on {result['n']} "
+                 "examples)")
+    else:
+        words = (f": a real {'drop' if result['delta'] < 0 else 'gain'}, unlikely to be chance "
+                 f"({sure['right_to_wrong']} examples went right → wrong, {sure['wrong_to_right']} wrong → right)")
+    return html.Div([
+        html.Span("95 % interval of the difference: ", className="muted"),
+        html.Span(f"[{formatting.fixed3(low)}, {formatting.fixed3(high)}]", id="delta-ci",
+                  title="paired bootstrap over the dev examples (1,000 resamples)"),
+        html.Span(" · ", className="muted"),
+        html.Span(formatting.p_value(p_value), id="p-value",
+                  title="McNemar's exact test for accuracy, a paired permutation test for F1 and MCC "
+                        "(unadjusted: one mask, one test)"),
+        html.Span(words, id="p-words"),
+    ], className="significance-row small")
+
+
+SCORE_LINES: list[Callable[[Payload], Component]] = [how_sure, what_was_scored, where_it_came_from]
+
+
+def flipped_items(result: Payload, examples: list[Payload], labels: list[str]) -> list[Component]:
+    """One button per flipped dev example (click: inspect it with the same mask), the first ones only."""
+    if not result["flipped"]:
+        return [html.P("No dev prediction changed." if result["ablate"]
+                       else "Disable heads to see which predictions change.", className="muted small")]
+    binary = len(labels) == 2
+    items: list[Component] = []
+    for example_id in result["flipped"][:MAX_FLIPPED_SHOWN]:
+        example = examples[example_id] if example_id < len(examples) else None
+        verdict = ""
+        if example is not None:  # with two labels a flip is a fix exactly when the unablated model was wrong
+            verdict = (("now wrong" if example["predicted"] == example["label"] else "now right") if binary
+                       else f"was {example['predicted']}")
+        title = (f"{example['text']}\n\ngold {example['label']}; the unablated model said {example['predicted']}. "
+                 if example else "") + "Click to inspect it with the same mask."
+        items.append(html.Button([
+            html.B(f"#{example_id}"),
+            html.Span(f" {verdict}", className="fixed" if verdict == "now right" else "broken") if verdict else "",
+            " · " + (example["text"] if example else ""),
+        ], id={"flipped": example_id}, n_clicks=0, className="flipped-item", title=title))
+    if len(result["flipped"]) > MAX_FLIPPED_SHOWN:
+        items.append(html.P(f"…and {len(result['flipped']) - MAX_FLIPPED_SHOWN} more (export JSON for all).",
+                            className="muted small"))
+    return items
+
+
+def make_show_score(api: ApiClient):
+    def show_score(request: str | None, model_info: Payload | None) -> tuple:
+        """evaluate-request -> #score, #baseline-score, the difference, the lines under them, the flipped list."""
+        if request is None or not model_info:
             raise PreventUpdate
+        state = request_state(request, model_info)
         try:
-            result = api.evaluate(request["off"], request["mode"], split=None, limit=None)
+            result = api.evaluate(state.off, state.mode)
+            examples = api.dev_examples(model_info["fingerprint"])
         except ApiError as exc:
-            return {"key": request["key"], "error": exc.message}
-        return {"key": request["key"], "off": request["off"], "mode": request["mode"],
-                **{k: result[k] for k in ("metric", "score", "baseline", "delta", "n", "flipped", "cached",
-                                          "elapsed_ms", "significance")}}
+            return ("—", "false", "—", "false", "—", "score-value", [],
+                    f"The score could not be computed: {exc.message}", [])
+        delta_class = f"score-value {formatting.direction(result['delta'])}".strip()
+        return (formatting.score(result["score"]), "false", formatting.score(result["baseline"]), "false",
+                formatting.delta(result["delta"]), delta_class, [line(result) for line in SCORE_LINES], "",
+                flipped_items(result, examples, model_info["labels"]))
 
-    return fetch_score
-
-
-def example_option(item: Payload) -> dict[str, Any]:
-    """A picker entry: id, gold label, whether the model gets it right, and the start of the text."""
-    text = item["text"] if len(item["text"]) <= OPTION_TEXT_CHARS else item["text"][:OPTION_TEXT_CHARS] + "…"
-    verdict = "" if item["predicted"] == item["label"] else f" (model: {item['predicted']})"
-    return {"label": f"#{item['id']} · {item['label']}{verdict} · {text}", "value": item["id"]}
-
-
-def make_load_examples(api: ApiClient):
-    def load_examples(model_info: Payload | None) -> tuple[Any, Any, str]:
-        """The dev split (text, gold label, unablated prediction) for the picker and the flipped list."""
-        if not model_info:
-            raise PreventUpdate
-        try:
-            items = api.dev_examples(model_info["fingerprint"])
-        except ApiError as exc:
-            return None, [], f"Could not load the dev examples: {exc.message}"
-        return items, [example_option(item) for item in items], "Pick a dev example…"
-
-    return load_examples
+    return show_score
 
 
 def register(app: Dash, api: ApiClient) -> None:
-    app.callback(Output("score-latest", "data"), Input("evaluate-request", "data"),
-                 prevent_initial_call=True)(make_fetch_score(api))
-    app.callback(Output("examples", "data"), Output("example-picker", "options"),
-                 Output("example-picker", "placeholder"), Input("model-info", "data"))(make_load_examples(api))
-    app.clientside_callback(js("collectScore"), Output("score-cache", "data"), Input("score-latest", "data"),
-                            State("score-cache", "data"), prevent_initial_call=True)
-    app.clientside_callback(js("renderScore"), Output("score", "children"), Output("score", "aria-busy"),
-                            Output("baseline-score", "children"), Output("baseline-score", "aria-busy"),
-                            Output("score-delta", "children"), Output("score-delta", "className"),
-                            Output("score-details", "children"), Output("score-status", "children"),
-                            Input("evaluate-request", "data"), Input("score-cache", "data"),
-                            Input("score-latest", "data"))
-    app.clientside_callback(js("renderSignificance"), Output("delta-ci", "children"), Output("p-value", "children"),
-                            Output("p-words", "children"), Input("evaluate-request", "data"),
-                            Input("score-cache", "data"))
-    app.clientside_callback(js("renderFlipped"), Output("flipped-list", "children"),
-                            Input("evaluate-request", "data"), Input("score-cache", "data"),
-                            Input("examples", "data"), State("view-state", "data"), State("model-info", "data"))
-    app.clientside_callback(js("renderInputSummary"), Output("input-summary", "children"),
-                            Input("view-state", "data"), Input("examples", "data"), Input("attention", "data"),
-                            Input("baseline-attention", "data"), Input("attention-request", "data"),
-                            State("model-info", "data"))
+    app.callback(
+        Output("score", "children", allow_duplicate=True), Output("score", "aria-busy", allow_duplicate=True),
+        Output("baseline-score", "children"), Output("baseline-score", "aria-busy"),
+        Output("score-delta", "children"), Output("score-delta", "className"),
+        Output("score-details", "children"), Output("score-status", "children", allow_duplicate=True),
+        Output("flipped-list", "children"),
+        Input("evaluate-request", "data"), State("model-info", "data"), prevent_initial_call=True,
+    )(make_show_score(api))

@@ -1,9 +1,14 @@
-"""The dashboard's shareable state and its URL form (docs/api.md, "Dashboard URL").
+"""The dashboard's shareable state and its URL form (docs/api.md, "Dashboard URL"): the one owner of both.
 
 The address bar is the single source of truth: a query string is parsed here into a validated
 `ViewState` plus one plain-language explanation per invalid parameter (each invalid part falls back
-to its default), and a state is written back in one canonical form. `static/headscope.js` holds the
-same serialiser for changes made in the browser; the two must produce identical strings.
+to its default), and a state is written back in one canonical form. :data:`URL_PARAMS` says which
+parameters the form has, in which order, when each is left out and what a change of it means (its
+`scope`); the browser's encoder in `static/headscope.js` (for clicks, which must not wait for the server)
+is generic over that list, which the page hands it, so a new parameter is added here alone.
+
+Adding a parameter: a field of `ViewState`, an entry in `URL_PARAMS`, its parsing in `parse_query` (a
+fixed set of values: give `choices`, and it is parsed for you), and the API call that uses it.
 """
 
 from __future__ import annotations
@@ -13,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-MODES = ("zero", "uniform", "mean")
-KNOWN_PARAMS = ("ex", "text", "pair", "layer", "head", "off", "mode")
 # Characters left as they are in a value: what JavaScript's encodeURIComponent leaves, except the quote
 # (browsers escape it in a query themselves), plus the comma that separates heads in `off`.
 URL_SAFE = "!*(),"
@@ -26,12 +29,41 @@ Head = tuple[int, int]
 
 
 @dataclass(frozen=True)
+class Param:
+    """One parameter of the canonical query, in order. Omitted when its value is None (or empty), or equal to
+    `default` when `omit_default`. `scope` says what a change means: "focus" only redraws from data already
+    in the page, "input" refetches the input's attention, "mask" also rescores the mask on the split."""
+
+    name: str
+    scope: str
+    default: str | None = None
+    omit_default: bool = False
+    choices: tuple[str, ...] = ()  # a fixed set of values, checked by `parse_query`
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "scope": self.scope, "default": self.default, "omit_default": self.omit_default}
+
+
+URL_PARAMS: tuple[Param, ...] = (
+    Param("ex", "input"),
+    Param("text", "input"),
+    Param("pair", "input"),
+    Param("layer", "focus", "0"),
+    Param("head", "focus", "0"),
+    Param("off", "mask", "", omit_default=True),
+    Param("mode", "mask", "zero"),
+)
+KNOWN_PARAMS = tuple(p.name for p in URL_PARAMS)
+
+
+@dataclass(frozen=True)
 class ModelShape:
     """What a URL is checked against: the loaded model's size, the dev split, the API's text limit."""
 
     num_layers: int
     num_heads: int
     dev_size: int
+    modes: tuple[str, ...]  # the server's ablation modes, in its order
     max_text_chars: int = 50_000
 
     @classmethod
@@ -42,6 +74,7 @@ class ModelShape:
             num_layers=int(info["num_layers"]),
             num_heads=int(info["num_heads"]),
             dev_size=int(info["task"]["splits"].get("dev", 0)),
+            modes=tuple(info["ablation_modes"]),
             max_text_chars=int(limits.get("max_text_chars", cls.max_text_chars)),
         )
 
@@ -58,10 +91,13 @@ class ViewState:
     off: tuple[Head, ...] = field(default_factory=tuple)
     mode: str = "zero"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form kept in the page's `view-state` store (and read by headscope.js)."""
-        return {"ex": self.ex, "text": self.text, "pair": self.pair, "layer": self.layer, "head": self.head,
-                "off": [list(h) for h in self.off], "mode": self.mode}
+    def url_values(self) -> dict[str, str | None]:
+        """Each URL parameter's value as text (None: not in the link), the form both encoders take."""
+        example = self.ex is not None
+        return {"ex": str(self.ex) if example else None, "text": None if example else (self.text or ""),
+                "pair": None if example else (self.pair or None), "layer": str(self.layer),
+                "head": str(self.head), "off": ",".join(head_name(*h) for h in sorted(set(self.off))),
+                "mode": self.mode}
 
 
 def head_name(layer: int, head: int) -> str:
@@ -168,11 +204,18 @@ def parse_query(query: str, shape: ModelShape) -> tuple[ViewState, list[str]]:
     if "off" in values:
         state = replace(state, off=_parse_off(values["off"], shape, problems))
     if "mode" in values:
-        if values["mode"] in MODES:
+        if values["mode"] in shape.modes:
             state = replace(state, mode=values["mode"])
         else:
             problems.append(f"mode={_shown(values['mode'])} is not an ablation mode; allowed: "
-                            f"{', '.join(MODES)}. Using zero.")
+                            f"{', '.join(shape.modes)}. Using {state.mode}.")
+    for param in URL_PARAMS:
+        if param.choices and param.name in values:
+            if values[param.name] in param.choices:
+                state = replace(state, **{param.name: values[param.name]})
+            else:
+                problems.append(f"{param.name}={_shown(values[param.name])} is not allowed; allowed: "
+                                f"{', '.join(param.choices)}. Using {param.default}.")
     return state, problems
 
 
@@ -180,13 +223,18 @@ def _encode(value: str) -> str:
     return quote(value, safe=URL_SAFE)
 
 
+def encode_query(values: dict[str, str | None]) -> str:
+    """URL values (see `ViewState.url_values`) -> the canonical '?'-prefixed query, in `URL_PARAMS` order.
+    `static/headscope.js`'s `encodeQuery` is this function for the browser (the e2e tests compare them)."""
+    parts = []
+    for param in URL_PARAMS:
+        value = values.get(param.name)
+        if value is None or (param.omit_default and value == param.default):
+            continue
+        parts.append(f"{param.name}={_encode(value)}")
+    return "?" + "&".join(parts)
+
+
 def to_query(state: ViewState) -> str:
     """The canonical query string of a state, '?'-prefixed: input, focus, mask (when any), mode."""
-    parts = [f"ex={state.ex}"] if state.ex is not None else [f"text={_encode(state.text or '')}"]
-    if state.ex is None and state.pair:
-        parts.append(f"pair={_encode(state.pair)}")
-    parts += [f"layer={state.layer}", f"head={state.head}"]
-    if state.off:
-        parts.append("off=" + ",".join(head_name(layer, head) for layer, head in sorted(set(state.off))))
-    parts.append(f"mode={state.mode}")
-    return "?" + "&".join(parts)
+    return encode_query(state.url_values())

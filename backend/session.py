@@ -156,6 +156,7 @@ class Session:
         from urllib.parse import parse_qsl
 
         from headscope.app.urlstate import KNOWN_PARAMS, ModelShape, parse_query, to_query
+        from headscope.engine.interventions import ABLATION_MODES
 
         values: dict[str, str] = dict(parse_qsl(urlsplit(url).query if url and "?" in url else (url or "")))
         for key, value in params.items():
@@ -168,7 +169,7 @@ class Session:
         split = values.get("split", "dev") if "split" in KNOWN_PARAMS else values.pop("split", "dev")
         model = self.engine.model
         shape = ModelShape(num_layers=model.num_layers, num_heads=model.num_heads,
-                           dev_size=self.engine.task.sizes().get(split, 0))
+                           dev_size=self.engine.task.sizes().get(split, 0), modes=tuple(ABLATION_MODES))
         state, problems = parse_query(urlencode(values), shape)
         if problems:
             raise InputError(" ".join(problems))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +25,12 @@ from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.browser import CHROMIUM, chromium
 from tests.helpers import make_task
+from tests.test_urlstate import STATES
 
 HOLD_LIMIT_S = 120  # a held evaluation goes on after this even if the test never releases it
 WAIT_MS = 30_000
@@ -49,7 +53,7 @@ class HeldEvaluations(Engine):
         self.released.set()
 
     def evaluate(self, ablate, mode="zero", split=None, limit=None, **kwargs) -> EvaluationResult:
-        if bool(ablate) and kwargs.get("use_store", True):  # a HeadMask or a list: true when a head is off
+        if self.mask(ablate) and kwargs.get("use_store", True):
             self.released.wait(timeout=HOLD_LIMIT_S)
         return super().evaluate(ablate, mode, split, limit, **kwargs)
 
@@ -296,17 +300,16 @@ def test_typed_text_is_analysed_and_exports_match_the_page(page, server: str, ap
     assert Path(download.value.path()).read_bytes().startswith(b"\x89PNG")
 
 
-def test_the_browser_serialiser_matches_the_python_one(page, server: str) -> None:
+@settings(max_examples=1, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(STATES, min_size=300, max_size=300))
+def test_the_browser_encoder_writes_the_python_links(page, server: str, states: list[ViewState]) -> None:
+    """The browser's URL encoder (for clicks, which must not wait for the server) against the URL's owner,
+    app/urlstate.py, on 300 of the property test's generated states."""
     page.goto(server + "/")
     settled_score(page)
-    states = [
-        ViewState(ex=7, layer=2, head=3, off=((2, 1), (0, 3), (2, 1)), mode="mean"),
-        ViewState(ex=None, text="it's \"50%\" off, & more = 1+1 ~ café ü 😀", pair="a/b?c#d", layer=0, head=2),
-        ViewState(ex=None, text="(wow)!*", pair=None, mode="uniform"),
-    ]
-    for state in states:
-        link = page.evaluate("s => window.dash_clientside.headscope.shareUrl(s)", state.to_dict())
-        assert link == f"{server}/{to_query(state)}"
+    written = page.evaluate("all => all.map(v => window.dash_clientside.headscope.encodeQuery(v))",
+                            [state.url_values() for state in states])
+    assert written == [to_query(state) for state in states]
 
 
 def test_html_export_is_one_offline_file_of_the_view(page, browser, server: str, api: httpx.Client,
@@ -331,3 +334,96 @@ def test_html_export_is_one_offline_file_of_the_view(page, browser, server: str,
         assert errors == []
     finally:
         offline.close()
+
+
+# -- the rough edges of the first users' trial ------------------------------------------------------------
+def test_a_too_long_typed_text_keeps_the_view_and_says_why_once(page, server: str, api: httpx.Client) -> None:
+    max_tokens = api.get("/model").json()["max_tokens"]
+    page.goto(server + "/?ex=2&layer=1&head=2")
+    settled_score(page)
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    before = page.url
+    page.click("#text-details summary")
+    page.fill("#text-input", " ".join(["good"] * (max_tokens + 5)))
+    page.click("#analyse-text")
+    banner = page.locator("#problems-banner")
+    expect(banner).to_be_visible(timeout=WAIT_MS)
+    expect(banner.locator("li")).to_have_count(1)
+    assert str(max_tokens) in banner.inner_text()
+    assert page.url == before  # the previous view stays: same example, focus, mask
+    expect(page.locator("#input-summary")).to_contain_text("Dev example #2")
+    assert page.locator("#input-summary").inner_text().count(str(max_tokens)) == 0  # said once, in the banner
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false")
+    assert "url(" in page.get_attribute("[data-focus=L1H2]", "style")  # the grid still shows its pictures
+
+
+def test_an_empty_typed_text_says_so(page, server: str) -> None:
+    page.goto(server + "/?ex=1")
+    settled_score(page)
+    page.click("#text-details summary")
+    page.fill("#text-input", "   ")
+    page.click("#analyse-text")
+    expect(page.locator("#problems-banner")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#problems-banner")).to_contain_text("empty")
+    assert query_of(page.url)["ex"] == ["1"]
+
+
+def test_problems_go_away_after_a_later_success(page, server: str) -> None:
+    page.goto(server + "/?ex=zzz&mode=bogus")
+    banner = page.locator("#problems-banner")
+    expect(banner).to_be_visible(timeout=WAIT_MS)
+    settled_score(page)
+    page.click("[data-head=L0H1]")
+    expect(banner).to_be_hidden(timeout=WAIT_MS)
+    page.click("#text-details summary")
+    page.click("#analyse-text")  # empty: a problem again
+    expect(banner).to_be_visible(timeout=WAIT_MS)
+    page.click("[data-focus=L2H2]")
+    expect(banner).to_be_hidden(timeout=WAIT_MS)
+
+
+def test_the_picker_follows_a_flipped_example(page, server: str, api: httpx.Client,
+                                              telling_head: tuple[int, int]) -> None:
+    layer, head = telling_head
+    flipped = [ex for ex in evaluate(api, [(layer, head)])["flipped"] if ex != 0]
+    if not flipped:
+        pytest.skip("the telling head flips only example 0")
+    page.goto(server + f"/?ex=0&off=L{layer}H{head}")
+    settled_score(page)
+    page.click(f"[id='{json.dumps({'flipped': flipped[0]}, separators=(',', ':'))}']")
+    expect(page.locator("#example-picker")).to_contain_text(f"#{flipped[0]} ·", timeout=WAIT_MS)
+    expect(page.locator("#input-summary")).to_contain_text(f"Dev example #{flipped[0]}", timeout=WAIT_MS)
+
+
+def test_one_palette_a_loss_is_red_in_every_view(page, server: str) -> None:
+    from headscope.app import palette
+
+    page.goto(server + "/?ex=0&layer=2&head=1&off=L0H1,L1H1")
+    settled_score(page)
+    page.wait_for_function("document.querySelector('#diff .js-plotly-plot')?.data?.[0]?.colorscale")
+    scale = page.evaluate("document.querySelector('#diff .js-plotly-plot').data[0].colorscale")
+    assert scale[0][1] == palette.DOWN and scale[-1][1] == palette.UP
+
+
+def test_the_atlas_runs_a_sweep_and_links_heads_under_its_mask_and_mode(page, server: str,
+                                                                         api: httpx.Client) -> None:
+    from headscope.app import palette
+
+    page.goto(server + "/atlas")
+    expect(page.locator("#atlas-kind")).to_contain_text("Every head disabled alone", timeout=WAIT_MS)
+    page.click("#atlas-run")
+    expect(page.locator("#atlas-status")).to_contain_text("done", timeout=120_000)
+    source = page.inner_text("#atlas-source")
+    assert "job single-head · mode zero · split dev" in source and "{" not in source
+    plot = "document.querySelector('#atlas-map .js-plotly-plot')"
+    page.wait_for_function(f"{plot}?.data?.length > 0")
+    low, high = page.evaluate(f"{plot}._fullLayout.yaxis.range")
+    assert low > high  # layer 0 on top, as in the inspector
+    assert page.evaluate(f"{plot}.data[0].colorscale[0][1]") == palette.DOWN
+    table = page.inner_text("#atlas-table")
+    assert re.search(r"\d\.\d{5,}", table) is None, "deltas are written with 3 decimals"
+    link = page.locator("#atlas-table a", has_text="L1H1").first
+    assert "off=L1H1" in link.get_attribute("href") and "mode=zero" in link.get_attribute("href")
+    link.click()
+    page.wait_for_selector("[data-head=L1H1][data-ablated='true']", timeout=WAIT_MS)
+    assert query_of(page.url)["off"] == ["L1H1"] and query_of(page.url)["mode"] == ["zero"]

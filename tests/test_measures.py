@@ -13,7 +13,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
-from headscope.engine.atlas.runner import normalise_params, run_job
+from headscope.engine.atlas.runner import catalogue, normalise_params, run_job
 from headscope.engine.atlas.stats import StatsAccumulator
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import Intervention, intervene
@@ -243,8 +243,8 @@ def test_bad_job_measures_are_clear_422s(client: TestClient, body: dict, words: 
 
 def test_atlas_pairs_each_heads_share_by_weight_and_by_norm(engine: Engine) -> None:
     """The atlas's weight-vs-norm scatter: one point per head per target, at the two stats results' numbers;
-    the job the page asks for carries the measure, and a job of the other measure does not match it."""
-    from headscope.app.atlas import _matches, _request
+    the job the page asks for carries the measure, and the counterpart it looks up is the other measure's."""
+    from headscope.app.atlas import counterpart_request, job_request
     from headscope.app.measure_compare import TARGETS, compare_figure, paired_shares
 
     by_weight = run_job(engine, "stats", normalise_params(engine, "stats", None, "dev", 5))
@@ -257,8 +257,12 @@ def test_atlas_pairs_each_heads_share_by_weight_and_by_norm(engine: Engine) -> N
     for trace, name in zip(points, TARGETS, strict=True):
         np.testing.assert_allclose(trace.x, [h[name] for h in by_weight["heads"]])
         np.testing.assert_allclose(trace.y, [h[name] for h in by_norm["heads"]])
-    request = _request("stats", "zero", "dev", 5, {"dev": 40}, "norm")
-    assert request["measure"] == "norm" and "measure" not in _request("layer", "zero", "dev", 5, {"dev": 40})
-    norm_job = {"params": normalise_params(engine, "stats", None, "dev", 5, measure="norm")}
-    weight_job = {"params": normalise_params(engine, "stats", None, "dev", 5)}
-    assert _matches(norm_job, request) and not _matches(weight_job, request)
+    kinds = {k["kind"]: k for k in catalogue()["kinds"]}
+    request = job_request(kinds["stats"], "zero", "dev", 5, {"measure": "norm"})
+    assert request["measure"] == "norm"
+    assert "measure" not in job_request(kinds["layer"], "zero", "dev", 5, {"measure": "norm"})
+    norm_params = normalise_params(engine, "stats", None, "dev", 5, measure="norm")
+    weight_params = normalise_params(engine, "stats", None, "dev", 5)
+    other = counterpart_request(norm_params)
+    assert normalise_params(engine, "stats", other["mode"], other["split"], other["limit"],
+                            measure=other["measure"]) == weight_params

@@ -369,7 +369,7 @@ def test_atlas_syntax_views_show_the_job_numbers(word_engine: Engine) -> None:
     assert len(rows) == len(result["relations"]) and rows[0]["relation"] == "all"
     for row, entry in zip(rows, result["relations"], strict=True):
         layer, head = entry["best_head"]
-        assert row["best head"] == f"[L{layer}H{head}](/?layer={layer}&head={head})"
+        assert row["best head"] == f"[L{layer}H{head}]({inspector_href('/', layer, head)})"
         assert row["accuracy %"] == round(100 * entry["best_accuracy"], 1)
         assert (row["best offset"], row["words"]) == (entry["baseline_offset"], entry["count"])
     labels, grid = syntax_view.relation_head_grid(result, "head-to-dependent", min_count=3)

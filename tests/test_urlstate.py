@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from headscope.app.urlstate import MODES, ModelShape, ViewState, parse_query, to_query
+from headscope.app.urlstate import ModelShape, ViewState, parse_query, to_query
 from hypothesis import given
 from hypothesis import strategies as st
 
-SHAPE = ModelShape(num_layers=6, num_heads=12, dev_size=1000, max_text_chars=500)
+MODES = ("zero", "uniform", "mean")
+SHAPE = ModelShape(num_layers=6, num_heads=12, dev_size=1000, modes=MODES, max_text_chars=500)
 
 
 def test_an_empty_query_is_the_contract_default_view() -> None:
@@ -93,7 +94,7 @@ def test_huge_values_are_shortened_in_explanations() -> None:
 
 heads = st.tuples(st.integers(0, SHAPE.num_layers - 1), st.integers(0, SHAPE.num_heads - 1))
 texts = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=60).filter(str.strip)
-states = st.one_of(
+STATES = st.one_of(  # every kind of view a link can name (the browser test reuses it)
     st.builds(ViewState, ex=st.integers(0, SHAPE.dev_size - 1), text=st.none(), pair=st.none(),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
               mode=st.sampled_from(MODES)),
@@ -103,7 +104,7 @@ states = st.one_of(
 )
 
 
-@given(states)
+@given(STATES)
 def test_every_state_survives_its_own_link(state: ViewState) -> None:
     parsed, problems = parse_query(to_query(state), SHAPE)
     assert problems == []

@@ -1,0 +1,91 @@
+"""The input panel: the dev examples in the picker, and what the current input is and what the model
+predicts for it under the mask and unmasked (small `/api/attention` calls with no heads: the API
+memoises the forward the heatmaps already paid for)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, State, html
+from dash.development.base_component import Component
+from dash.exceptions import PreventUpdate
+from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.attention_callbacks import input_of, request_state
+
+Payload = dict[str, Any]
+OPTION_TEXT_CHARS = 110
+
+
+def example_option(item: Payload) -> dict[str, Any]:
+    """A picker entry: id, gold label, whether the model gets it right, and the start of the text."""
+    text = item["text"] if len(item["text"]) <= OPTION_TEXT_CHARS else item["text"][:OPTION_TEXT_CHARS] + "…"
+    verdict = "" if item["predicted"] == item["label"] else f" (model: {item['predicted']})"
+    return {"label": f"#{item['id']} · {item['label']}{verdict} · {text}", "value": item["id"]}
+
+
+def make_load_examples(api: ApiClient):
+    def load_examples(model_info: Payload | None) -> tuple[Any, str]:
+        """The dev split (text, gold label, unablated prediction) for the picker."""
+        if not model_info:
+            raise PreventUpdate
+        try:
+            items = api.dev_examples(model_info["fingerprint"])
+        except ApiError as exc:
+            return [], f"Could not load the dev examples: {exc.message}"
+        return [example_option(item) for item in items], "Pick a dev example…"
+
+    return load_examples
+
+
+def prediction_table(labels: list[str], masked: Payload, baseline: Payload) -> Component:
+    rows = [html.Tr([
+        html.Td(label, className="predicted" if label == masked["label"] else ""),
+        html.Td(html.Div(html.Div(className="fill masked", style={"width": f"{100 * masked['probs'][i]:.1f}%"}),
+                         className="bar")),
+        html.Td(f"{masked['probs'][i]:.3f}", className="num"),
+        html.Td(f"{baseline['probs'][i]:.3f}", className="num muted"),
+    ]) for i, label in enumerate(labels)]
+    head = html.Thead(html.Tr([html.Th("label"), html.Th(""), html.Th("mask", className="num"),
+                               html.Th("baseline", className="num")]))
+    return html.Table([head, html.Tbody(rows)], className="probs")
+
+
+def make_show_input(api: ApiClient):
+    def show_input(request: str | None, model_info: Payload | None) -> list[Component]:
+        """attention-request -> the input (example with its gold label, or the typed text) and the prediction."""
+        if request is None or not model_info:
+            raise PreventUpdate
+        state = request_state(request, model_info)
+        parts: list[Component] = []
+        try:
+            if state.ex is not None:
+                example = api.dev_examples(model_info["fingerprint"])[state.ex]
+                parts.append(html.Div([html.B(f"Dev example #{state.ex}"),
+                                       html.Span(f" · gold: {example['label']}", className="gold")],
+                                      className="input-title"))
+            else:
+                parts.append(html.Div(html.B("Your text"), className="input-title"))
+            text, pair = input_of(api, state, model_info)
+            parts.append(html.P(text, className="input-text"))
+            if pair:
+                parts.append(html.P(pair, className="input-text pair"))
+            masked = api.prediction(text, pair, state.off, state.mode)
+            baseline = api.prediction(text, pair, [], "zero") if state.off else masked
+        except ApiError as exc:
+            return [*parts, html.P(exc.message, className="error", role="alert")]
+        flipped = masked["label"] != baseline["label"]
+        verdict = f"prediction flipped: {baseline['label']} → {masked['label']}" if flipped else \
+            "same prediction as the baseline"
+        parts.append(prediction_table(model_info["labels"], masked, baseline))
+        parts.append(html.P([html.B(f"Prediction: {masked['label']}"), f" · {verdict}"],
+                            className="verdict small" + (" flipped" if flipped else "")))
+        return parts
+
+    return show_input
+
+
+def register(app: Dash, api: ApiClient) -> None:
+    app.callback(Output("example-picker", "options"), Output("example-picker", "placeholder"),
+                 Input("model-info", "data"))(make_load_examples(api))
+    app.callback(Output("input-summary", "children"), Input("attention-request", "data"),
+                 State("model-info", "data"), prevent_initial_call=True)(make_show_input(api))
