@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from headscope.settings import Settings
 from transformers import BertTokenizerLegacy
 
 from tests.helpers import build_model_dir, make_task
+from tests.test_jobs_http import poll
 
 TEXT = "the movie was not very good , but the acting is great !"
 
@@ -303,10 +303,7 @@ def test_http_level_and_job_parameters_are_checked(client: TestClient) -> None:
 def test_http_syntax_job_runs_to_the_contract_shape(client: TestClient) -> None:
     job_id = client.post("/api/jobs", json={"kind": "syntax", "limit": 6, "ablate": [[0, 1]],
                                             "mode": "zero"}).json()["id"]
-    deadline = time.monotonic() + 120
-    while (body := client.get(f"/api/jobs/{job_id}").json())["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    body = poll(client, job_id)
     assert body["state"] == "done", body["error"]
     result = body["result"]
     assert {"n", "parser", "skipped", "relations"} <= set(result) and result["n"] == 6
