@@ -8,10 +8,13 @@ import random
 from pathlib import Path
 
 import torch
+from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.model import LoadedModel
 from headscope.engine.tasks import Example, Task
 from transformers import (
     AlbertConfig,
     AlbertForSequenceClassification,
+    AutoModelForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     BertTokenizerFast,
@@ -125,3 +128,14 @@ def make_task(dev: int = 40, train: int = 30, pairs: bool = False, seed: int = 1
     if train:
         splits["train"] = examples(sentences[dev:])
     return Task(name="tiny", labels=LABELS, metric="accuracy", splits=splits)
+
+
+def reference_model(directory: Path):
+    """The unmodified transformers model with its own eager attention: the yardstick."""
+    return AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation="eager").eval()
+
+
+def headscope_logits(model: LoadedModel, batch: dict, intervention: Intervention | None = None) -> torch.Tensor:
+    with torch.inference_mode(), intervene(intervention or Intervention()):
+        hidden = model.embed(batch["input_ids"], batch["token_type_ids"])
+        return model.classify(model.run_layers(hidden, batch["attention_mask"]), batch["attention_mask"])

@@ -17,25 +17,14 @@ from headscope.engine.evaluation import masked_logits
 from headscope.engine.interventions import Intervention, intervene
 from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
-from transformers import AutoModelForSequenceClassification, DebertaV2Config
+from transformers import DebertaV2Config
 
-from tests.helpers import KINDS, make_task
+from tests.helpers import KINDS, headscope_logits, make_task, reference_model
 
 TEXTS = ["the movie was very good .", "bad plot , awful acting but fun", "love",
          "not boring ! great film and very fun acting but the plot was bad , awful"]  # the last: > 9 tokens
 
 FAMILY_MODELS = [*KINDS, "modernbert-cls"]  # the models of the `family_dirs` fixture (conftest)
-
-
-def reference_model(directory: Path):
-    """The unmodified transformers model with its own eager attention: the yardstick."""
-    return AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation="eager").eval()
-
-
-def headscope_logits(model: LoadedModel, batch: dict, intervention: Intervention | None = None) -> torch.Tensor:
-    with torch.inference_mode(), intervene(intervention or Intervention()):
-        hidden = model.embed(batch["input_ids"], batch["token_type_ids"])
-        return model.classify(model.run_layers(hidden, batch["attention_mask"]), batch["attention_mask"])
 
 
 def zero_by_prehook(reference, layer: int, head: int, head_dim: int):

@@ -9,24 +9,12 @@ import numpy as np
 import pytest
 import torch
 from headscope.engine.engine import Engine
-from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.interventions import Intervention
 from headscope.engine.model import LoadedModel, load_model
-from transformers import AutoModelForSequenceClassification
 
-from tests.helpers import build_model_dir
+from tests.helpers import build_model_dir, headscope_logits, reference_model
 
 TEXTS = ["the movie was very good .", "bad plot , awful acting but fun", "love", "not boring ! great film"]
-
-
-def reference_model(directory: Path):
-    """The unmodified transformers model with its own eager attention: the yardstick."""
-    return AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation="eager").eval()
-
-
-def headscope_logits(model: LoadedModel, batch: dict, intervention: Intervention | None = None) -> torch.Tensor:
-    with torch.inference_mode(), intervene(intervention or Intervention()):
-        hidden = model.embed(batch["input_ids"], batch["token_type_ids"])
-        return model.classify(model.run_layers(hidden, batch["attention_mask"]), batch["attention_mask"])
 
 
 def with_output_prehook(reference, layer: int, head: int, head_dim: int, replace):
