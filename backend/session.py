@@ -123,7 +123,7 @@ class Session:
         result = self.engine.stored_evaluation(mask, mode, split, limit)
         if result is None:
             result = self.engine.evaluate(mask, mode, split, limit)
-        return Answer({**result.to_dict(), "split": split, "ablate": mask})
+        return Answer({**result.model_dump(mode="json"), "split": split, "ablate": mask})
 
     def sweep(self, kind: str, **params: Any) -> dict:
         """Run an atlas job in this process (a progress bar: tqdm's widget in Jupyter, text in a terminal)

@@ -99,7 +99,7 @@ def test_sweeps_carry_holm_corrected_p_values_in_the_shape_of_delta(engine: Engi
         flips = significance.flip_counts(gold, baseline, masked)
         assert p[layer, head] == pytest.approx(significance.mcnemar_exact(*flips))
         stored = engine.evaluate([[layer, head]], "zero")  # the swept cell's stored answer has its significance
-        assert stored.cached and stored.significance["p_value"] == pytest.approx(p[layer, head])
+        assert stored.cached and stored.significance.p_value == pytest.approx(p[layer, head])
     assert np.allclose(result["p_holm"], significance.holm(p))
     assert (np.array(result["p_holm"]) >= p - 1e-15).all()
     assert result["significant"] == (np.array(result["p_holm"]) <= 0.05).tolist()

@@ -172,9 +172,10 @@ def test_no_split_means_dev_everywhere(engine: Engine) -> None:
 
 
 def test_the_api_answers_every_field_of_the_evaluation_record() -> None:
-    from dataclasses import fields
-
     from headscope.api.schemas import EvaluateResponse
     from headscope.engine.engine import EvaluationResult
+    from headscope.engine.records import StoredEvaluation
 
-    assert set(EvaluateResponse.model_fields) == {f.name for f in fields(EvaluationResult)} | {"split", "ablate"}
+    stored = set(StoredEvaluation.model_fields)
+    assert set(EvaluationResult.model_fields) == stored | {"cached", "elapsed_ms"}
+    assert set(EvaluateResponse.model_fields) == stored | {"cached", "elapsed_ms", "split", "ablate"}

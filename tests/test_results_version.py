@@ -56,7 +56,7 @@ def test_an_evaluation_of_an_older_version_is_recomputed(tiny_model: LoadedModel
     older = engine_on(tiny_model, path, version="older")
     first = older.evaluate(MASK, "zero")
     assert older.evaluate(MASK, "zero").cached is True
-    record = {k: v for k, v in first.to_dict().items() if k not in ("cached", "elapsed_ms")}
+    record = first.model_dump(mode="json", exclude={"cached", "elapsed_ms"})
     tamper(path, "results", "value", json.dumps({**record, "score": 123.0}))  # what the older code made
     assert older.stored_evaluation(MASK, "zero").score == 123.0  # its own version would serve it
     current = engine_on(tiny_model, path)

@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from headscope.engine.atlas.layers import REPRESENTATIONS_CAP
 from headscope.engine.atlas.runner import KINDS
+from headscope.engine.engine import EvaluationResult
 from headscope.engine.interventions import AblationMode
-from headscope.engine.records import Significance
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_TEXT_CHARS = 50_000
@@ -119,20 +119,12 @@ class EvaluateRequest(RequestBody):
     )
 
 
-class EvaluateResponse(BaseModel):
-    metric: str
-    score: float
-    baseline: float
-    delta: float
-    n: int
-    flipped: list[int]
-    cached: bool
-    elapsed_ms: float
-    mode: AblationMode
-    split: str
+class EvaluateResponse(EvaluationResult):
+    """The engine's evaluation record (headscope.engine.records.StoredEvaluation, its one list of fields)
+    and what the request resolved to."""
+
+    split: str = Field(description="The split scored (dev when the request said null).")
     ablate: list[HeadPair] = Field(description="The disabled heads, sorted, without repeats.")
-    significance: Significance = Field(description="How sure delta is: the paired test, its p-value and a "
-                                                   "seeded paired-bootstrap 95 % interval (docs/api.md).")
 
 
 class ExampleItem(BaseModel):

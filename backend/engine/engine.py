@@ -38,6 +38,7 @@ from headscope.engine.scheduling import (
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
 from headscope.engine.words import Alignment, Parse, Parser, align, encode_with_offsets, stored_parses
+from pydantic import Field
 
 if TYPE_CHECKING:
     from headscope.engine.atlas.ray_workers import MaskPool
@@ -100,21 +101,11 @@ class AttentionResult:
         return self.head_maps(measure, every).reshape(self.weights.shape)
 
 
-@dataclass(frozen=True)
-class EvaluationResult:
-    metric: str
-    score: float
-    baseline: float
-    delta: float
-    n: int
-    flipped: list[int]
-    cached: bool
-    elapsed_ms: float
-    mode: str
-    significance: dict
+class EvaluationResult(StoredEvaluation):
+    """One mask's evaluation as the engine answers it: the stored record and how it was obtained."""
 
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+    cached: bool = Field(description="Read from the result store, not computed by this call.")
+    elapsed_ms: float = Field(description="Time this call took, in milliseconds.")
 
 
 class Engine:
@@ -341,22 +332,22 @@ class Engine:
     def _evaluation_key(self, mask: HeadMask, mode: str, split: str, n: int) -> dict:
         return self.result_key("evaluate", split=split, n=n, mode=mode, mask=mask.pairs())
 
-    def evaluation_record(self, mode: str, n: int, predictions: np.ndarray, prepared: PreparedSplit) -> dict:
+    def evaluation_record(self, mode: AblationMode, n: int, predictions: np.ndarray,
+                          prepared: PreparedSplit) -> StoredEvaluation:
         """What the store keeps for one mask's predictions on a prepared split: the scores, the flipped ids
         and the delta's significance (so a repeated request answers without recomputing any of it)."""
         baseline = prepared.baseline_predictions
         score, base_score = self.score(predictions, prepared.gold), self.score(baseline, prepared.gold)
-        return {
-            "metric": self.task.metric, "mode": mode, "n": n, "score": score, "baseline": base_score,
-            "delta": score - base_score,
-            "flipped": [int(i) for i in np.nonzero(predictions != baseline)[0]],
-            "significance": significance.significance(self.task.metric, prepared.gold, baseline, predictions,
-                                                      len(self.model.labels)),
-        }
+        return StoredEvaluation(
+            metric=self.task.metric, mode=mode, n=n, score=score, baseline=base_score, delta=score - base_score,
+            flipped=[int(i) for i in np.nonzero(predictions != baseline)[0]],
+            significance=significance.significance(self.task.metric, prepared.gold, baseline, predictions,
+                                                   len(self.model.labels)),
+        )
 
-    def remember_evaluation(self, mask: MaskLike, mode: str, split: str, record: dict) -> None:
+    def remember_evaluation(self, mask: MaskLike, mode: str, split: str, record: StoredEvaluation) -> None:
         """Store one mask's evaluation under the key :meth:`stored_evaluation` looks up."""
-        self.store.put(self._evaluation_key(self.mask(mask), mode, split, record["n"]), record)
+        self.store.put(self._evaluation_key(self.mask(mask), mode, split, record.n), record.model_dump(mode="json"))
 
     def stored_evaluation(self, ablate: MaskLike, mode: str = "zero", split: str | None = None,
                           limit: int | None = None) -> EvaluationResult | None:
@@ -369,7 +360,7 @@ class Engine:
         if hit is None:
             return None
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return EvaluationResult(**hit.model_dump(mode="json"), cached=True, elapsed_ms=elapsed_ms)
+        return EvaluationResult(**dict(hit), cached=True, elapsed_ms=elapsed_ms)
 
     def evaluate(self, ablate: MaskLike, mode: str = "zero", split: str | None = None,
                  limit: int | None = None, *, use_store: bool = True, use_layer_cache: bool = True) -> EvaluationResult:
@@ -390,7 +381,7 @@ class Engine:
         value = self.evaluation_record(mode, n, logits.argmax(axis=-1), prepared)
         if use_store:
             self.remember_evaluation(mask, mode, split_name, value)
-        return EvaluationResult(**value, cached=False, elapsed_ms=(time.perf_counter() - started) * 1000)
+        return EvaluationResult(**dict(value), cached=False, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def evaluate_many(self, masks: Sequence[MaskLike], mode: str = "zero", split: str | None = None,
                       limit: int | None = None, *, use_layer_cache: bool = True, progress: Progress = no_progress,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from headscope.engine.interventions import AblationMode
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
@@ -34,13 +35,16 @@ class Significance(Record):
 
 
 class StoredEvaluation(Record):
-    """One mask's evaluation as the store keeps it (everything of the answer but timing and `cached`)."""
+    """One mask's evaluation as the store keeps it: the one list of the evaluation record's fields, which
+    the engine's answer (:class:`headscope.engine.engine.EvaluationResult`) and the API's
+    (``EvaluateResponse``) extend (docs/api.md, "POST /api/evaluate")."""
 
-    metric: str
-    mode: str
-    n: int = Field(ge=0)
-    score: float
-    baseline: float
-    delta: float
-    flipped: list[int]
-    significance: Significance
+    metric: str = Field(description="The task's metric: accuracy, f1 or mcc.")
+    mode: AblationMode = Field(description="The ablation mode that produced these numbers.")
+    n: int = Field(ge=0, description="Examples scored: the first `limit` of the split, or all of it.")
+    score: float = Field(description="The metric with the mask's heads disabled.")
+    baseline: float = Field(description="The metric of the unablated model on the same examples.")
+    delta: float = Field(description="score - baseline.")
+    flipped: list[int] = Field(description="Ids of the examples whose prediction differs from the baseline's.")
+    significance: Significance = Field(description="How sure delta is: the paired test, its p-value and a "
+                                                   "seeded paired-bootstrap 95 % interval (docs/api.md).")

@@ -24,4 +24,4 @@ async def evaluate(request: EvaluateRequest, engine: EngineDep, gate: GateDep) -
     result = await anyio.to_thread.run_sync(engine.stored_evaluation, mask, request.mode, split, request.limit)
     if result is None:
         result = await gate.call(engine.evaluate, mask, request.mode, split, request.limit)
-    return EvaluateResponse(**result.to_dict(), split=split, ablate=mask.pairs())
+    return EvaluateResponse(**dict(result), split=split, ablate=mask.pairs())

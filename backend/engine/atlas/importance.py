@@ -101,7 +101,7 @@ def pruning_curve(engine: Engine, mode: str = "zero", split: str | None = None, 
             pruned[layer, head] = True
         result = engine.evaluate(pruned.nonzero().tolist(), mode, split, limit)
         points.append({"pruned": int(pruned.sum()), "share": float(pruned.sum()) / total, "score": result.score,
-                       "delta": result.delta, "ci95": list(result.significance["ci95"]),
+                       "delta": result.delta, "ci95": list(result.significance.ci95),
                        "heads": [list(h) for h in removed]})
     progress(1.0)
     return {"metric": engine.task.metric, "baseline": baseline.baseline, "n": baseline.n, "mode": mode,
