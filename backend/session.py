@@ -8,10 +8,10 @@ parameters (``ex``, ``text``, ``pair``, ``layer``, ``head``, ``off``, ``mode``, 
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,8 @@ class Session:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self._served: tuple[str, Any, Any] | None = None  # (dashboard base URL, API server, thread)
+        self._served: str | None = None  # the dashboard's base URL, once :meth:`show` served it
+        self._servers = ExitStack()  # the servers :meth:`show` started, stopped by :meth:`close`
         self._serve_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -211,7 +212,7 @@ class Session:
         view = self.view(url, layer=layer, head=head, text=text, **params)
         result = self.attention(view.text, view.pair, view.off, view.mode, view.measure)
         scores = self.evaluate(view.off, view.mode, "dev", limit).to_dict()
-        link = (self._served[0] + view.query) if self._served else view.query
+        link = (self._served + view.query) if self._served else view.query
         page = standalone_html(
             title=f"headscope: {self.engine.model.name} on {self.engine.task.name}", tokens=result.tokens,
             maps=result.weights, focus=(view.layer, view.head), off=view.off, mode=view.mode,
@@ -237,46 +238,35 @@ class Session:
 
     # -- serving the dashboard from this process ---------------------------------------------------
     def _dashboard(self) -> str:
-        """Start (once) the API on a free loopback port with this session's engine, and the dashboard
-        through Dash's Jupyter runner (which knows Jupyter's proxies); returns the dashboard's base URL."""
+        """Start (once) this session's engine behind the API and the dashboard, through the one
+        serve-in-a-thread helper (headscope.server.serve_in_thread); returns the dashboard's base URL. In
+        Jupyter the dashboard runs in Dash's Jupyter runner, which knows Jupyter's proxies."""
         with self._serve_lock:
             if self._served is not None:
-                return self._served[0]
+                return self._served
+            from dash import jupyter_dash
+            from headscope.api.app import create_app
+            from headscope.server import dashboard_asgi, serve_in_thread
+
+            if not jupyter_dash.active:  # a script or terminal: API and dashboard on one server, as `serve`
+                url = self._servers.enter_context(serve_in_thread(
+                    lambda url: create_app(self.settings, engine=self.engine, ui=dashboard_asgi(f"{url}/api"))))
+                self._served = url + "/"
+                return self._served
             import socket
 
-            import uvicorn
-            from dash import jupyter_dash
-            from headscope.api.app import create_app, server_config
             from headscope.app.dashboard import create_dash
 
-            def free_port() -> int:
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", 0))
-                    return probe.getsockname()[1]
-
-            api_settings = self.settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
-            server = uvicorn.Server(server_config(create_app(api_settings, engine=self.engine), api_settings,
-                                                  log_level="warning"))
-            thread = threading.Thread(target=server.run, name="headscope-api", daemon=True)
-            thread.start()
-            while not server.started:
-                if not thread.is_alive():
-                    raise RuntimeError("the headscope API could not start in this process")
-                time.sleep(0.05)  # uvicorn offers no event for "listening"
-            app = create_dash(f"http://127.0.0.1:{api_settings.port}/api")
-            port = free_port()
-            if jupyter_dash.active:
-                jupyter_dash.run_app(app, mode="_none", host="127.0.0.1", port=port)
-            else:  # a script or terminal: the same server Dash's runner starts, without a notebook to show it in
-                from werkzeug.serving import make_server
-
-                logging.getLogger("werkzeug").setLevel(logging.ERROR)  # as Dash's runner does
-                dashboard = make_server("127.0.0.1", port, app.server, threaded=True)
-                threading.Thread(target=dashboard.serve_forever, name="headscope-dashboard", daemon=True).start()
+            api = self._servers.enter_context(
+                serve_in_thread(lambda url: create_app(self.settings, engine=self.engine)))
+            app = create_dash(f"{api}/api")
+            with socket.socket() as probe:  # Dash's runner takes a port number, not a socket
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            jupyter_dash.run_app(app, mode="_none", host="127.0.0.1", port=port)
             prefix = app.config.requests_pathname_prefix.rstrip("/")
-            base = (self._jupyter_server_url() or f"http://127.0.0.1:{port}") + prefix + "/"
-            self._served = (base, server, thread)
-            return base
+            self._served = (self._jupyter_server_url() or f"http://127.0.0.1:{port}") + prefix + "/"
+            return self._served
 
     @staticmethod
     def _jupyter_server_url() -> str | None:
@@ -286,12 +276,9 @@ class Session:
         return url.rstrip("/") if url else None
 
     def close(self) -> None:
-        """Stop the API this session started for :meth:`show` (the dashboard thread ends with the kernel)."""
-        if self._served is not None:
-            _, server, thread = self._served
-            server.should_exit = True
-            thread.join(timeout=10)
-            self._served = None
+        """Stop the servers this session started for :meth:`show` (Dash's Jupyter runner ends with the kernel)."""
+        self._servers.close()
+        self._served = None
 
     def _mask(self, ablate: Iterable[Head] | str) -> list[list[int]]:
         """Sorted [layer, head] pairs, as the API keys them; "L3H7,L5H1" is accepted too."""

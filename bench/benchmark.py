@@ -27,6 +27,7 @@ import httpx
 import torch
 from headscope.engine.builtin_tasks import load_builtin_task
 from headscope.engine.default_model import METADATA_FILE, default_model_dir
+from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.workspace import build_engine
 from headscope.settings import Settings
 from transformers import AutoTokenizer
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="where the prepared default model is (default: HEADSCOPE_CACHE_DIR or ~/.cache/headscope)")
     parser.add_argument("--split", default="dev")
     parser.add_argument("--limit", type=int, default=None, help="first N examples only (default: the whole split)")
-    parser.add_argument("--mode", default="zero", choices=["zero", "uniform", "mean"])
+    parser.add_argument("--mode", default="zero", choices=list(ABLATION_MODES))
     parser.add_argument("--repeats", type=int, default=3,
                         help="timings of each engine measurement; the fastest is kept (default 3)")
     parser.add_argument("--work-limit", type=int, default=200,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from headscope.engine.engine import Engine
 from headscope.engine.evaluation import masked_logits, prepare_split, rows_per_pass_for
+from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.model import load_model
 from headscope.engine.store import ResultStore
 
@@ -25,7 +26,7 @@ from headscope.engine.store import ResultStore
 TARGETS = [("cuda", "float16", 0.02), ("cpu", "bfloat16", 0.1)]
 MASKS = [[[0, 1]], [[1, 2], [2, 0]], [[2, 3]], [[0, 0], [1, 1], [2, 2]]]
 TEXT = "the movie was very good . bad plot , but fun acting !"
-MODES = ("zero", "uniform", "mean")
+MODES = tuple(ABLATION_MODES)
 
 
 def engine_on(model_dir: Path, task, folder: Path, device: str, dtype: str) -> Engine:

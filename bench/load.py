@@ -142,13 +142,14 @@ def latency_summary(outcomes: list[Outcome]) -> dict:
 def measure(url: str, args: argparse.Namespace) -> dict:
     with httpx.Client(base_url=url, timeout=args.timeout) as client:
         model = client.get("/api/model").json()
+        modes = args.modes or list(model["ablation_modes"])  # the server's modes unless some were named
         warm_started = time.perf_counter()
         texts = [item["text"] for item in client.get("/api/examples", params={"limit": 40}).json()["items"]]
-        for mode in args.modes:  # baseline, layer cache and (for mean) the stored head means, outside the timing
+        for mode in modes:  # baseline, layer cache and (for mean) the stored head means, outside the timing
             client.post("/api/evaluate", json={"ablate": [[0, 0]], "mode": mode, "limit": 1}).raise_for_status()
         client.post("/api/evaluate", json={}).raise_for_status()
         warm_up_s = time.perf_counter() - warm_started
-    calls = plan_calls(model, texts, args.requests, args.attention_share, args.modes, args.seed)
+    calls = plan_calls(model, texts, args.requests, args.attention_share, modes, args.seed)
     outcomes, elapsed = run_calls(url, calls, args.clients, args.timeout, args.max_seconds)
     evaluations = [o for o in outcomes if o.kind == "evaluate"]
     return {
@@ -157,7 +158,7 @@ def measure(url: str, args: argparse.Namespace) -> dict:
         "num_layers": model["num_layers"], "num_heads": model["num_heads"],
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "settings": {"requests": args.requests, "clients": args.clients, "attention_share": args.attention_share,
-                     "modes": args.modes, "seed": args.seed, "concurrency": model["limits"]["concurrency"],
+                     "modes": modes, "seed": args.seed, "concurrency": model["limits"]["concurrency"],
                      "queue_size": model["limits"]["queue_size"]},
         "warm_up_s": round(warm_up_s, 1),
         "sent": len(outcomes), "duration_s": round(elapsed, 2),
@@ -175,7 +176,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help=f"total calls (at most {MAX_REQUESTS})")
     parser.add_argument("--clients", type=int, default=8, help=f"simultaneous clients (at most {MAX_CLIENTS})")
     parser.add_argument("--attention-share", type=float, default=0.8, help="fraction of calls that are attention")
-    parser.add_argument("--modes", type=lambda s: s.split(","), default=["zero", "uniform", "mean"])
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=None,
+                        help="comma-separated ablation modes (default: every mode /api/model lists)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this long")

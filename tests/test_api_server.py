@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 from headscope.api.app import create_app
 from headscope.engine.engine import Engine
+from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.server import serve_in_thread
@@ -26,7 +27,7 @@ TEXTS = ["the movie was good", "awful plot and boring acting", "not very fun , b
          "i love the film !", "the acting is bad", "a great plot", "very very good movie", "hate it ."]
 MASKS = [[[0, 0]], [[0, 1], [2, 3]], [[1, 2]], [[2, 0], [2, 1], [2, 2]], [], [[0, 3], [1, 3]], [[1, 0]],
          [[0, 2], [1, 1], [2, 1]]]
-MODES = ["zero", "uniform", "mean", "zero", "uniform", "mean", "zero", "uniform"]
+MODES = [list(ABLATION_MODES)[i % len(ABLATION_MODES)] for i in range(len(MASKS))]
 
 
 @contextmanager

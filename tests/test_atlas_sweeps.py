@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from headscope.engine.atlas.sweeps import greedy_search, layer_sweep, single_head_sweep
 from headscope.engine.engine import Engine
+from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Example, Task
 
@@ -16,7 +17,7 @@ def fresh(engine: Engine, ablate: list, mode: str, split: str = "dev", limit: in
     return engine.evaluate(ablate, mode, split, limit, use_store=False, use_layer_cache=False)
 
 
-@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+@pytest.mark.parametrize("mode", ABLATION_MODES)
 def test_single_head_sweep_equals_individual_evaluations(engine: Engine, mode: str) -> None:
     result = single_head_sweep(engine, mode)
     layers, heads = engine.model.num_layers, engine.model.num_heads
@@ -115,5 +116,5 @@ def test_sweeps_carry_holm_corrected_p_values_in_the_shape_of_delta(engine: Engi
 def test_greedy_reports_its_final_sets_significance_on_the_held_out_split(engine_with_test: Engine) -> None:
     result = greedy_search(engine_with_test, "zero", "dev", max_heads=2)
     expected = fresh(engine_with_test, result["heads"], "zero", "test")
-    assert result["test_significance"] == expected.significance
+    assert result["test_significance"] == expected.significance.model_dump(mode="json")
     assert result["test_significance"]["test"] == "mcnemar-exact"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from headscope.engine.engine import Engine
 from headscope.engine.evaluation import choose_kept_layers, masked_logits
-from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.interventions import ABLATION_MODES, Intervention, intervene
 from headscope.engine.metrics import accuracy, f1, mcc
 from headscope.engine.store import ResultStore
 
@@ -49,7 +49,7 @@ def full_rerun_logits(engine: Engine, ablate, mode: str, split: str = "dev") -> 
 def test_layer_cache_equals_full_rerun_for_every_layer_and_mode(engine: Engine) -> None:
     prepared = engine.prepared("dev", None)
     assert prepared.kept_layers == tuple(range(engine.model.num_layers))
-    for mode in ("zero", "uniform", "mean"):
+    for mode in ABLATION_MODES:
         for layer in range(engine.model.num_layers):
             ablate = [[layer, 1], [layer, 2], [engine.model.num_layers - 1, 2]]
             disabled = engine.disabled_tensor(ablate)[None]

@@ -16,7 +16,7 @@ from headscope.api.app import create_app
 from headscope.engine.atlas.runner import catalogue, normalise_params, run_job
 from headscope.engine.atlas.stats import StatsAccumulator
 from headscope.engine.engine import Engine
-from headscope.engine.interventions import Intervention, intervene
+from headscope.engine.interventions import ABLATION_MODES, Intervention, intervene
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
@@ -85,7 +85,7 @@ def direct_norm(engine: Engine, weights: np.ndarray, ablate: list[list[int]], mo
     return expected
 
 
-@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+@pytest.mark.parametrize("mode", ABLATION_MODES)
 def test_norm_equals_a_direct_computation_from_the_module_weights(family_engine: Engine, mode: str) -> None:
     result = family_engine.attention(TEXT, PAIR, ABLATE, mode)
     got = result.maps("norm")
@@ -116,7 +116,7 @@ def reference_rollout(weights: np.ndarray, disabled: set[tuple[int, int]], mode:
     return np.array(out)
 
 
-@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+@pytest.mark.parametrize("mode", ABLATION_MODES)
 def test_rollout_equals_the_formula_with_heads_and_a_whole_layer_disabled(family_engine: Engine, mode: str) -> None:
     heads = family_engine.model.num_heads
     ablate = [[0, 1], [0, 2], *([1, h] for h in range(heads))]  # layer 1: every head
@@ -152,7 +152,7 @@ def decoded(entry: dict, n: int) -> np.ndarray:
     return np.frombuffer(base64.b64decode(entry["data"]), dtype="<f2").reshape(n, n).astype(np.float64)
 
 
-@pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
+@pytest.mark.parametrize("mode", ABLATION_MODES)
 def test_norm_through_the_api_in_json_and_f16(client: TestClient, engine: Engine, mode: str) -> None:
     request = {"text": TEXT, "ablate": [[1, 2]], "mode": mode, "measure": "norm"}
     body = client.post("/api/attention", json=request).json()

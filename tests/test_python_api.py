@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
 from headscope.engine.errors import InputError
+from headscope.engine.interventions import ABLATION_MODES
 from headscope.session import Session
 from headscope.settings import Settings
 
@@ -58,7 +59,7 @@ def test_numbers_equal_the_http_apis_for_the_same_requests(hs: Session, tiny_mod
     # the server builds its own engine from the same model and task, on a store of its own
     settings = Settings(model=str(tiny_model_dir), task=str(task_file), cache_dir=tmp_path)
     with TestClient(create_app(settings)) as client:
-        for mode in ("zero", "uniform", "mean"):
+        for mode in ABLATION_MODES:
             answer = client.post("/api/attention", json={"text": TEXT, "ablate": MASK, "mode": mode}).json()
             mine = hs.attention(TEXT, PAIR, MASK, mode)
             assert answer["tokens"] == mine.tokens and answer["segments"] == mine.segments

@@ -5,10 +5,11 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from headscope.app.urlstate import ModelShape, ViewState, parse_query, to_query
+from headscope.engine.interventions import ABLATION_MODES
 from hypothesis import given
 from hypothesis import strategies as st
 
-MODES = ("zero", "uniform", "mean")
+MODES = tuple(ABLATION_MODES)
 SHAPE = ModelShape(num_layers=6, num_heads=12, dev_size=1000, modes=MODES, max_text_chars=500)
 
 

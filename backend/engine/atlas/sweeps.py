@@ -127,11 +127,12 @@ def greedy_search(engine: Engine, mode: str, split: str | None = None, limit: in
         steps.append(entry)
     progress(1.0)
     last = steps[-1] if steps else None
+    final = engine.evaluate(chosen, mode, held_out, held_out_limit) if held_out else None
     return {
         **_header(engine, mode, split, limit, baseline), "max_heads": max_heads, "steps": steps,
         "heads": [list(h) for h in chosen], "score": current_score, "delta": current_score - baseline,
         "held_out": held_out, "held_out_n": len(engine.task.select(held_out, held_out_limit)) if held_out else None,
         "held_out_baseline": held_baseline,
         "held_out_delta": last["held_out_delta"] if last and held_out else (0.0 if held_out else None),
-        "test_significance": engine.evaluate(chosen, mode, held_out, held_out_limit).significance if held_out else None,
+        "test_significance": final.significance.model_dump(mode="json") if final else None,
     }
