@@ -25,6 +25,7 @@ from transformers import BertTokenizerLegacy
 
 from tests.helpers import build_model_dir, make_task
 from tests.test_jobs_http import poll
+from tests.test_scheduling import hold
 
 TEXT = "the movie was not very good , but the acting is great !"
 
@@ -273,6 +274,20 @@ def test_http_parse_and_word_level_attention_agree(client: TestClient, word_engi
     assert w[0, 2] == pytest.approx(a[0, 2:6].sum(), abs=1e-4)  # [CLS] -> "dull": summed over its pieces
     assert w[2, 0] == pytest.approx(a[2:6, 0].mean(), abs=1e-4)  # "dull" -> [CLS]: averaged over them
     assert w[2, 2] == pytest.approx(a[2:6, 2:6].sum(axis=1).mean(), abs=1e-4)
+
+
+def test_http_parse_answers_while_a_model_call_holds_the_gate(client: TestClient) -> None:
+    """Parsing is spaCy's work: it neither queues behind the model call in progress nor counts against the
+    model queue (the gate stays held, with nothing waiting, until the parse has answered)."""
+    gate = client.app.state.gate
+    holder, release = hold(gate)
+    try:
+        parse = client.post("/api/parse", json={"text": TEXT}).json()
+        assert parse["words"][:4] == ["the", "movie", "was", "not"]
+        assert (gate.running, gate.waiting) == (1, 0)
+    finally:
+        release.set()
+        holder.join(60)
 
 
 @pytest.mark.parametrize(("body", "words"), [
