@@ -69,6 +69,36 @@ def test_layer_cache_equals_full_rerun_for_every_layer_and_mode(engine: Engine) 
             assert [i for i in flipped if not ties[i]] == [i for i in cached.flipped if not ties[i]]
 
 
+def test_an_unpaired_text_batched_with_pairs_is_encoded_as_it_is_alone(tiny_model, tmp_path: Path) -> None:
+    """A task mixing pairs and single texts: a single text gets no empty second segment from its batch, so
+    its prediction does not depend on what it is batched with."""
+    engine = Engine(tiny_model, make_task(dev=16, train=0, pairs=True), ResultStore(tmp_path / "r.sqlite"),
+                    batch_size=8)
+    examples = engine.task.split("dev")
+    assert {e.text_pair is None for e in examples} == {True, False}
+    prepared = engine.prepared("dev", None)
+    singles = [i for i, e in enumerate(examples) if e.text_pair is None]
+    mixed = [b for b in prepared.batches if len({examples[p].text_pair is None for p in b.positions}) == 2]
+    assert mixed, "no batch mixes pairs and single texts: the check would not see the bug"
+    tokenizer = tiny_model.tokenizer
+    for batch in prepared.batches:
+        for row, position in enumerate(batch.positions):
+            example = examples[position]
+            alone = tokenizer(example.text, example.text_pair, truncation=True, max_length=tiny_model.max_tokens)
+            length = int(batch.attention_mask[row].sum())
+            assert batch.input_ids[row, :length].tolist() == alone["input_ids"]
+            assert batch.token_type_ids[row, :length].tolist() == alone["token_type_ids"]
+    for position, example in enumerate(examples):
+        encoded = tokenizer(example.text, example.text_pair, return_tensors="pt")
+        with torch.inference_mode():
+            own = tiny_model.model(**encoded).logits[0].numpy()
+        np.testing.assert_allclose(prepared.baseline_logits[position], own, atol=1e-5)
+    # the same single texts in a task without pairs: the same predictions
+    alone = Engine(tiny_model, make_task(dev=16, train=0), ResultStore(tmp_path / "s.sqlite"), batch_size=8)
+    np.testing.assert_allclose(prepared.baseline_logits[singles], alone.prepared("dev", None).baseline_logits[singles],
+                               atol=1e-5)
+
+
 def test_evaluation_fields_follow_the_contract(engine: Engine) -> None:
     everything = [[layer, head] for layer in range(3) for head in range(4)]
     result = engine.evaluate(everything, "zero")

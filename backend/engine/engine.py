@@ -437,9 +437,6 @@ class Engine:
         `truncate`) map onto the words of `parse`."""
         max_length = self.model.max_tokens if truncate else None
         encoded = encode_with_offsets(self.model.tokenizer, text, text_pair, max_length)
-        if len(encoded.input_ids) != len(tokens) and text_pair is None:
-            # a single text batched with pairs is encoded with an empty second segment (encode_batch)
-            encoded = encode_with_offsets(self.model.tokenizer, text, "", max_length)
         if len(encoded.input_ids) != len(tokens):
             raise RuntimeError(f"offsets encoding has {len(encoded.input_ids)} tokens, the model saw {len(tokens)}")
         return align(parse, encoded, tokens)

@@ -111,6 +111,20 @@ def run_all(weights: Sequence[float], work: Callable[[int, int], None]) -> None:
     work(0, len(weights))
 
 
+def batch_split(model: LoadedModel, examples: list[Example], batch_size: int) -> list[Batch]:
+    """The examples tokenised (truncated to `max_tokens`) into batches of similar length, on the model's
+    device: all a pass over the split needs besides the model (no forward pass here)."""
+    lengths = model.token_counts([e.text for e in examples], [e.text_pair for e in examples])
+    order = np.argsort(lengths, kind="stable")
+    batches: list[Batch] = []
+    for start in range(0, len(order), batch_size):
+        positions = order[start:start + batch_size]
+        encoded = model.encode_batch([examples[i].text for i in positions], [examples[i].text_pair for i in positions])
+        encoded = {k: v.to(model.device, non_blocking=True) for k, v in encoded.items()}
+        batches.append(Batch(positions=positions, **encoded))
+    return batches
+
+
 def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: int, budget_bytes: int,
                   device_budget_bytes: int | None = None, run: Runner = run_all) -> PreparedSplit:
     """Tokenise, batch by length, run the unablated model once and keep layer inputs within the budget.
@@ -119,31 +133,14 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
     leaving room for passes) live in pinned host memory instead. The forward passes (one unit per
     batch) go through `run`.
     """
-    texts = [e.text for e in examples]
-    pairs = [e.text_pair for e in examples]
-    has_pairs = any(p is not None for p in pairs)
-    lengths = [
-        len(ids) for ids in model.tokenizer(
-            texts, [p or "" for p in pairs] if has_pairs else None, truncation=True, max_length=model.max_tokens
-        )["input_ids"]
-    ]
-    order = np.argsort(lengths, kind="stable")
+    batches = batch_split(model, examples, batch_size)
     element = torch.finfo(model.dtype).bits // 8
-    padded_tokens = sum(
-        max(lengths[i] for i in order[s:s + batch_size]) * len(order[s:s + batch_size])
-        for s in range(0, len(order), batch_size)
-    )
+    padded_tokens = sum(b.input_ids.numel() for b in batches)
     kept = choose_kept_layers(model.num_layers, padded_tokens * model.config.hidden_size * element, budget_bytes)
     if device_budget_bytes is None:
         device_budget_bytes = torch.cuda.mem_get_info(model.device)[0] // 4 if model.device.type == "cuda" else 0
     on_device_bytes = 0
 
-    batches: list[Batch] = []
-    for start in range(0, len(order), batch_size):
-        positions = order[start:start + batch_size]
-        encoded = model.encode_batch([texts[i] for i in positions], [pairs[i] for i in positions])
-        encoded = {k: v.to(model.device, non_blocking=True) for k, v in encoded.items()}
-        batches.append(Batch(positions=positions, **encoded))
     batch_logits: list[torch.Tensor | None] = [None] * len(batches)
 
     def forward(first: int, stop: int) -> None:

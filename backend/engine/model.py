@@ -84,6 +84,11 @@ def check_directory(directory: Path) -> None:
         raise ModelLoadError(f"{directory} has no *.safetensors weights")
 
 
+def _segments(texts: list[str], pairs: list[str | None]) -> list[str | tuple[str, str]]:
+    """The tokenizer's batch form: a pair where an example has one, the text alone where it has none."""
+    return [text if pair is None else (text, pair) for text, pair in zip(texts, pairs, strict=True)]
+
+
 @dataclass
 class LoadedModel:
     """A classifier ready for headscope: eval mode, headscope attention, frozen parameters."""
@@ -174,16 +179,19 @@ class LoadedModel:
 
     def encode_batch(self, texts: list[str], pairs: list[str | None]) -> dict[str, torch.Tensor]:
         """Encode task examples, truncated to `max_tokens` as GLUE practice does, padded to the longest.
-        ``token_type_ids`` are the segments (zeros where the tokenizer has none): see :meth:`inputs`."""
-        if any(p is not None for p in pairs):
-            batch = self.tokenizer(texts, [p or "" for p in pairs], truncation=True, max_length=self.max_tokens,
-                                   padding=True, return_tensors="pt", return_token_type_ids=True)
-        else:
-            batch = self.tokenizer(texts, truncation=True, max_length=self.max_tokens, padding=True,
-                                   return_tensors="pt", return_token_type_ids=True)
+        Each example is encoded as it is alone (a text without a pair gets no second segment, whatever
+        it is batched with), so a prediction never depends on the batch. ``token_type_ids`` are the
+        segments (zeros where the tokenizer has none): see :meth:`inputs`."""
+        batch = self.tokenizer(_segments(texts, pairs), truncation=True, max_length=self.max_tokens, padding=True,
+                               return_tensors="pt", return_token_type_ids=True)
         types = batch.get("token_type_ids")
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                 "token_type_ids": types if types is not None else torch.zeros_like(batch["input_ids"])}
+
+    def token_counts(self, texts: list[str], pairs: list[str | None]) -> list[int]:
+        """How many tokens :meth:`encode_batch` gives each example (special tokens included, no padding)."""
+        encoded = self.tokenizer(_segments(texts, pairs), truncation=True, max_length=self.max_tokens)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def inputs(self, encoded: dict) -> dict:
         """The keyword arguments the model's own forward takes from an encoding (DistilBERT and ModernBERT
