@@ -85,19 +85,28 @@ class ApiClient:
 
     @staticmethod
     def _attention_body(text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str,
-                        fmt: str, heads: Sequence[Sequence[int]] | None) -> dict[str, Any]:
+                        fmt: str, heads: Sequence[Sequence[int]] | None, measure: str = "weights",
+                        level: str = "token") -> dict[str, Any]:
         return {"text": text, "text_pair": text_pair or None, "ablate": [list(h) for h in ablate], "mode": mode,
-                "format": fmt, "heads": None if heads is None else [list(h) for h in heads]}
+                "format": fmt, "heads": None if heads is None else [list(h) for h in heads], "measure": measure,
+                "level": level}
 
     def attention(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str,
-                  fmt: str = "json", heads: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
-        return self._call("POST", "/attention", json=self._attention_body(text, text_pair, ablate, mode, fmt, heads))
+                  fmt: str = "json", heads: Sequence[Sequence[int]] | None = None, measure: str = "weights",
+                  level: str = "token") -> dict[str, Any]:
+        body = self._attention_body(text, text_pair, ablate, mode, fmt, heads, measure, level)
+        return self._call("POST", "/attention", json=body)
 
     def attention_text(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]],
-                       mode: str) -> str:
-        """Every head in float16, as the API's answer text: passed to the browser as is, never decoded here."""
-        body = self._attention_body(text, text_pair, ablate, mode, "f16", None)
+                       mode: str, measure: str = "weights") -> str:
+        """Every head (every layer for rollout) in float16, as the API's answer text: passed to the browser
+        as is, never decoded here."""
+        body = self._attention_body(text, text_pair, ablate, mode, "f16", None, measure)
         return self._send("POST", "/attention", json=body).text
+
+    def parse(self, text: str, text_pair: str | None) -> dict[str, Any]:
+        """spaCy's words, heads and relations for an input (docs/api.md, "Words, parses and syntax heads")."""
+        return self._call("POST", "/parse", json={"text": text, "text_pair": text_pair or None})
 
     def prediction(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]],
                    mode: str) -> dict[str, Any]:

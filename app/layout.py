@@ -30,6 +30,7 @@ def _stores(model_info: dict[str, Any]) -> list[Any]:
         dcc.Store(id="attention-request"),  # canonical query of the input and mask (attention_callbacks)
         dcc.Store(id="evaluate-request"),  # canonical query of the mask (score_callbacks)
         dcc.Store(id="attention"),  # the API's answer text for attention-request, untouched
+        dcc.Store(id="word-request"),  # canonical query of the word view, null at token level (word_callbacks)
         dcc.Store(id="figure-export"),  # when a figure was last downloaded (the browser draws it)
         dcc.Download(id="download"),
         dcc.Download(id="download-html"),
@@ -101,6 +102,31 @@ def _mode_buttons(meanings: dict[str, str]) -> html.Div:
                     role="group", **{"aria-label": "Ablation mode"})
 
 
+MEASURES: dict[str, str] = {  # docs/api.md, "Attention measures"
+    "weights": "attention weights a_ij (rows sum to 1)",
+    "norm": "a_ij x ||f(x_j)||: what the head actually moves (Kobayashi et al. 2020); scaled per head",
+    "rollout": "attention rollout through the layers (Abnar & Zuidema 2020): one map per layer",
+}
+LEVELS: dict[str, str] = {
+    "token": "the model's tokens",
+    "word": "also the focused head over spaCy's words, beside the sentence's dependency arcs",
+}
+
+
+def _view_controls() -> html.Div:
+    """What the maps show (the `measure` URL parameter) and whether the word view is shown (`level`)."""
+    def choice(param: str, options: dict[str, str], label: str) -> html.Div:
+        return html.Div([
+            html.Span(label, className="muted small"),
+            dcc.RadioItems(id={"param": param}, options=[{"label": html.Span(name, title=meaning), "value": name}
+                                                         for name, meaning in options.items()],
+                           value=None, inline=True, className="choice", inputClassName="choice-input"),
+        ], className="choice-row", role="group", **{"aria-label": label})
+
+    return html.Div([choice("level", LEVELS, "Focus over")],
+                    className="view-controls")
+
+
 def _head_grid(num_layers: int, num_heads: int) -> html.Div:
     """Layers as rows, heads as columns: a picture of the head's attention that focuses it (drawn as its
     background) and, under it, a toggle that disables it.
@@ -141,6 +167,7 @@ def _grid_panel(model_info: dict[str, Any]) -> html.Section:
     return _section(
         "Heads",
         _mode_buttons(meanings),
+        _view_controls(),
         _head_grid(int(model_info["num_layers"]), int(model_info["num_heads"])),
         html.Div([
             html.Span(id="mask-summary", className="muted small"),
@@ -194,6 +221,19 @@ def _views_row() -> html.Div:
     ], className="views-row")
 
 
+def _word_panel() -> html.Section:
+    """The focused head over words (`level=word`), hidden at token level (app/word_callbacks.py)."""
+    return html.Section([
+        html.Div([html.H2("Words: dependency arcs and the focused head"), _figure_buttons("word-view")],
+                 className="section-head"),
+        html.Div([
+            html.Div(dcc.Graph(id="word-view", config=GRAPH_CONFIG, figure={"data": [], "layout": {"height": 200}}),
+                     className="scroll-box word-box"),
+            html.P(id="word-summary", className="muted small word-summary", role="status"),
+        ], className="word-row"),
+    ], id="word-panel", className="panel word-panel", hidden=True)
+
+
 def inspector_layout(model_info: dict[str, Any]) -> html.Div:
     """The whole inspector page for the model `/api/model` describes."""
     task = model_info["task"]
@@ -222,6 +262,7 @@ def inspector_layout(model_info: dict[str, Any]) -> html.Div:
             _focus_panel(),
         ], className="main-row"),
         _views_row(),
+        _word_panel(),
     ], className="inspector", **{"data-url-params": json.dumps([p.to_dict() for p in URL_PARAMS])})
 
 

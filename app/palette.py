@@ -21,6 +21,7 @@ DOWN = "#b3261e"  # less: a score that drops, attention lost; also a disabled he
 DOWN_SOFT = "#fbe9e7"
 UP = "#1f4fb4"  # more: a score that rises, attention gained
 NEUTRAL = "#bbbbbb"  # neither: a change that does not survive a significance test
+RIGHT = "#1a7f37"  # a dependency arc the focused head gets right (the word view)
 NOTICE = "#fff6e0"
 NOTICE_LINE = "#e7c66b"
 TOPBAR = "#16213a"

@@ -52,6 +52,8 @@ URL_PARAMS: tuple[Param, ...] = (
     Param("head", "focus", "0"),
     Param("off", "mask", "", omit_default=True),
     Param("mode", "mask", "zero"),
+    # the focused head's word view (docs/api.md, "Words, parses and syntax heads"): drawn for the focus
+    Param("level", "focus", "token", omit_default=True, choices=("token", "word")),
 )
 KNOWN_PARAMS = tuple(p.name for p in URL_PARAMS)
 
@@ -81,7 +83,8 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class ViewState:
-    """One view of the dashboard: the input (a dev example or free text), focused head, mask and mode."""
+    """One view of the dashboard: the input (a dev example or free text), focused head, mask and mode, and
+    whether the focused head is also shown over words."""
 
     ex: int | None = 0
     text: str | None = None
@@ -90,6 +93,7 @@ class ViewState:
     head: int = 0
     off: tuple[Head, ...] = field(default_factory=tuple)
     mode: str = "zero"
+    level: str = "token"
 
     def url_values(self) -> dict[str, str | None]:
         """Each URL parameter's value as text (None: not in the link), the form both encoders take."""
@@ -97,7 +101,7 @@ class ViewState:
         return {"ex": str(self.ex) if example else None, "text": None if example else (self.text or ""),
                 "pair": None if example else (self.pair or None), "layer": str(self.layer),
                 "head": str(self.head), "off": ",".join(head_name(*h) for h in sorted(set(self.off))),
-                "mode": self.mode}
+                "mode": self.mode, "level": self.level}
 
 
 def head_name(layer: int, head: int) -> str:
@@ -236,5 +240,6 @@ def encode_query(values: dict[str, str | None]) -> str:
 
 
 def to_query(state: ViewState) -> str:
-    """The canonical query string of a state, '?'-prefixed: input, focus, mask (when any), mode."""
+    """The canonical query string of a state, '?'-prefixed: input, focus, mask (when any), mode, level
+    (when not the default)."""
     return encode_query(state.url_values())

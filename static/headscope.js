@@ -113,7 +113,7 @@
             change[id.param] = id.value === null || id.value === undefined ? null : String(id.value);
         }
         const next = Object.assign({}, values, change);
-        return sameJson(next, values) ? null : next;
+        return encodeQuery(next) === encodeQuery(values) ? null : next;  // a default's control set to it: nothing
     }
 
     // ---- attention data: base64 float16 -> Float32Array, decoded once per store value ----------
@@ -412,6 +412,14 @@
                 return [newAttention ? attention : NO(), evaluate === evaluateRequest ? NO() : evaluate,
                     newAttention ? 'true' : NO()];
             },
+            /** The address bar -> what the word view depends on (input, mask, measure, focus), or null at token
+             * level, so nothing is fetched unless the view is shown (app/word_callbacks.py). */
+            deriveWordRequest: function (page, previous) {
+                if (!page) return NO();
+                const values = readQuery(page.search);
+                const request = values.level === 'word' ? encodeQuery(scoped(values, ['input', 'mask', 'focus'])) : null;
+                return request === (previous ?? null) ? NO() : request;
+            },
             /** The mask and mode -> every toggle, layer label and mode button. */
             styleMask: function (request, modelInfo) {
                 const [ablated, pressed, titles, layers, modes, modesPressed] = dc().callback_context.outputs_list;
@@ -451,7 +459,8 @@
                 const params = dc().callback_context.outputs_list[4].map(({id}) => NO());
                 if (!page) return [NO(), NO(), NO(), NO(), params];
                 const values = readQuery(page.search);
-                const controls = dc().callback_context.outputs_list[4].map(({id}) => values[id.param]);
+                const defaults = new Map(urlParams().map((p) => [p.name, p.default]));
+                const controls = dc().callback_context.outputs_list[4].map(({id}) => values[id.param] ?? defaults.get(id.param));
                 if (values.ex !== null) return [Number(values.ex), NO(), NO(), NO(), controls];
                 if (values.text === null) return [NO(), NO(), NO(), NO(), controls];
                 return [null, values.text, values.pair || '', true, controls];

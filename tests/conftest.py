@@ -4,6 +4,7 @@ tests/helpers.py."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
 from headscope.engine.words import Parser
+from transformers import BertTokenizerLegacy
 
 from tests.helpers import KINDS, build_model_dir, make_task
 
@@ -66,3 +68,14 @@ def word_engine(engine: Engine, parser: Parser) -> Engine:
     """The tiny engine with the session's parser, for word-level requests."""
     engine.parser = parser
     return engine
+
+
+@pytest.fixture(scope="session")
+def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a slow (Python) tokenizer: no tokenizer.json, so no offsets mapping."""
+    directory = build_model_dir(tmp_path_factory.mktemp("slow"), train_steps=0)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (directory / name).unlink(missing_ok=True)
+    shutil.copy(directory / "vocab.txt", directory / "vocab.bak")
+    BertTokenizerLegacy(str(directory / "vocab.bak")).save_pretrained(directory)
+    return directory

@@ -19,9 +19,10 @@ import httpx
 import numpy as np
 import pytest
 from headscope.api.app import create_app
+from headscope.app import palette
 from headscope.app.urlstate import ViewState, to_query
 from headscope.engine.engine import Engine, EvaluationResult
-from headscope.engine.model import LoadedModel
+from headscope.engine.model import LoadedModel, load_model
 from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
@@ -427,3 +428,110 @@ def test_the_atlas_runs_a_sweep_and_links_heads_under_its_mask_and_mode(page, se
     link.click()
     page.wait_for_selector("[data-head=L1H1][data-ablated='true']", timeout=WAIT_MS)
     assert query_of(page.url)["off"] == ["L1H1"] and query_of(page.url)["mode"] == ["zero"]
+
+
+# -- issue 12, 13: the measure selector and the word view ---------------------------------------------------
+def dev_text(api: httpx.Client, ex: int) -> tuple[str, str | None]:
+    item = api.get("/examples", params={"offset": ex, "limit": 1}).json()["items"][0]
+    return item["text"], item["text_pair"]
+
+
+def expected_arcs(parse: dict, answer: dict, values: np.ndarray) -> dict[int, tuple[int, bool]]:
+    """Word -> (the other word of its segment it attends to most, ties to the first; right?), computed
+    plainly from the API's word-level map: word k is the k-th non-special entry of `tokens`."""
+    words = parse["words"]
+    entries, k = [], 0
+    for i, token in enumerate(answer["tokens"]):
+        if k < len(words) and token == words[k]:
+            entries.append(i)
+            k += 1
+    assert len(entries) == len(words)
+    segment = [answer["segments"][e] for e in entries]
+    arcs = {}
+    for w, e in enumerate(entries):
+        others = [v for v in range(len(words)) if v != w and segment[v] == segment[w]]
+        if not others:
+            continue
+        target = max(others, key=lambda v: (values[e, entries[v]], -v))
+        counted = parse["heads"][w] != w and parse["relations"][w] != "punct"
+        arcs[w] = (target, counted and target == parse["heads"][w])
+    return arcs
+
+
+def drawn(page, graph: str) -> list[dict]:
+    """The traces of a Plotly graph as the browser holds them (data and meta, no layout)."""
+    plot = f"document.querySelector('#{graph} .js-plotly-plot')"
+    page.wait_for_function(f"{plot}?.data?.some(t => t.meta && t.meta.kind === 'words')", timeout=WAIT_MS)
+    return page.evaluate(f"{plot}.data.map(t => ({{meta: t.meta, color: t.line && t.line.color}}))")
+
+
+@pytest.fixture(scope="module")
+def telling_word_view(api: httpx.Client) -> tuple[int, int, int]:
+    """An example and head whose strongest attention finds some dependency arcs and misses others, so the
+    view has both kinds to mark."""
+    model = api.get("/model").json()
+    for ex in range(6):
+        text, pair = dev_text(api, ex)
+        parse = api.post("/parse", json={"text": text, "text_pair": pair}).json()
+        answer = api.post("/attention", json={"text": text, "text_pair": pair, "level": "word"}).json()
+        for entry in answer["heads"]:
+            arcs = expected_arcs(parse, answer, np.asarray(entry["values"]))
+            rights = [right for _, right in arcs.values()]
+            if any(rights) and not all(rights):
+                return ex, entry["layer"], entry["head"]
+    pytest.fail(f"no head of the tiny model ({model['num_layers']} layers) finds some arcs and misses others")
+
+
+def test_a_word_level_link_draws_the_parse_with_the_arcs_the_head_gets_right(
+        page, server: str, api: httpx.Client, telling_word_view: tuple[int, int, int]) -> None:
+    ex, layer, head = telling_word_view
+    page.goto(server + f"/?ex={ex}&layer={layer}&head={head}&level=word")
+    expect(page.locator("#word-panel")).to_be_visible(timeout=WAIT_MS)
+    traces = drawn(page, "word-view")
+
+    text, pair = dev_text(api, ex)
+    parse = api.post("/parse", json={"text": text, "text_pair": pair}).json()
+    answer = api.post("/attention", json={"text": text, "text_pair": pair, "level": "word",
+                                          "heads": [[layer, head]]}).json()
+    arcs = expected_arcs(parse, answer, np.asarray(answer["heads"][0]["values"]))
+    dependency = {t["meta"]["word"]: t for t in traces if t["meta"]["kind"] == "dependency"}
+    attention = {t["meta"]["word"]: t for t in traces if t["meta"]["kind"] == "attention"}
+    assert {w: t["meta"]["head"] for w, t in dependency.items()} == {
+        w: h for w, h in enumerate(parse["heads"]) if h != w}
+    assert {w: (t["meta"]["target"], t["meta"]["right"]) for w, t in attention.items()} == arcs
+    right = sorted(w for w, (_, hit) in arcs.items() if hit)
+    assert right and sorted(w for w, t in dependency.items() if t["meta"]["right"]) == right
+    assert {dependency[w]["color"] for w in right} == {palette.RIGHT}  # marked
+    assert palette.RIGHT not in {t["color"] for w, t in dependency.items() if w not in right}
+    counted = sum(1 for w, h in enumerate(parse["heads"]) if h != w and parse["relations"][w] != "punct")
+    expect(page.locator("#word-summary")).to_contain_text(f"{len(right)} of {counted} dependency arcs right")
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+
+    # Back to tokens: the control writes the link (level left out) and the panel goes away.
+    page.click("[id*='\"param\":\"level\"'] input[value=token]")
+    page.wait_for_function("!new URL(location.href).searchParams.has('level')")
+    expect(page.locator("#word-panel")).to_be_hidden()
+    assert page.input_value("#share-url") == page.url
+
+
+@pytest.fixture(scope="module")
+def slow_tokenizer_server(slow_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The dashboard and API on the tiny model saved with a slow tokenizer (no offsets mapping)."""
+    folder = tmp_path_factory.mktemp("slow-dashboard")
+    engine = Engine(load_model(slow_model_dir, max_tokens=48), make_task(dev=10, train=10),
+                    ResultStore(folder / "results.sqlite"), batch_size=8)
+
+    def app(url: str):
+        return create_app(Settings(cache_dir=folder), engine=engine, ui=dashboard_asgi(f"{url}/api"))
+
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def test_a_tokenizer_without_offsets_gets_a_clear_message_in_the_word_view(page, slow_tokenizer_server: str) -> None:
+    page.goto(slow_tokenizer_server + "/?ex=1&level=word")
+    summary = page.locator("#word-summary")
+    expect(summary).to_contain_text("offsets mapping", timeout=WAIT_MS)
+    expect(summary).to_contain_text("slow tokenizer")
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)  # tokens still work
+    assert "url(" in page.get_attribute("[data-focus=L0H0]", "style")

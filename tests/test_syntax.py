@@ -5,7 +5,6 @@ worked out by hand (both directions, ties, baseline offsets, skipped words, segm
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,9 +20,8 @@ from headscope.engine.model import load_model
 from headscope.engine.store import ResultStore
 from headscope.engine.words import Encoded, Parse, align
 from headscope.settings import Settings
-from transformers import BertTokenizerLegacy
 
-from tests.helpers import build_model_dir, make_task
+from tests.helpers import make_task
 from tests.test_jobs_http import poll
 from tests.test_scheduling import hold
 
@@ -327,17 +325,6 @@ def test_http_syntax_job_runs_to_the_contract_shape(client: TestClient) -> None:
         r["count"] for r in result["relations"][2::2])
     assert len(first["accuracy"]) == 3 and len(first["accuracy"][0]) == 4
     assert -10 <= first["baseline_offset"] <= 10 and first["baseline_offset"] != 0
-
-
-@pytest.fixture(scope="module")
-def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model with a slow (Python) tokenizer: no tokenizer.json, so no offsets mapping."""
-    directory = build_model_dir(tmp_path_factory.mktemp("slow"), train_steps=0)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (directory / name).unlink(missing_ok=True)
-    shutil.copy(directory / "vocab.txt", directory / "vocab.bak")
-    BertTokenizerLegacy(str(directory / "vocab.bak")).save_pretrained(directory)
-    return directory
 
 
 def test_a_model_without_offsets_gets_a_clear_error_for_words(slow_model_dir: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 MODES = tuple(ABLATION_MODES)
+LEVELS = ("token", "word")
 SHAPE = ModelShape(num_layers=6, num_heads=12, dev_size=1000, modes=MODES, max_text_chars=500)
 
 
@@ -88,6 +89,20 @@ def test_unknown_repeated_and_orphan_parameters_are_explained() -> None:
     assert "'foo'" in joined and "more than once" in joined and "pair ignored" in joined
 
 
+def test_level_is_in_the_link_only_when_not_the_default() -> None:
+    state, problems = parse_query("?ex=2&layer=1&head=3&level=word", SHAPE)
+    assert problems == [] and state.level == "word"
+    assert to_query(state) == "?ex=2&layer=1&head=3&mode=zero&level=word"
+    assert "level" not in to_query(ViewState(ex=2))
+    assert parse_query("?level=token", SHAPE) == (ViewState(), [])
+
+
+def test_an_unknown_level_falls_back_and_names_the_allowed_ones() -> None:
+    state, problems = parse_query("?level=sentence&mode=mean", SHAPE)
+    assert (state.level, state.mode) == ("token", "mean")
+    assert len(problems) == 1 and "level='sentence'" in problems[0] and "token, word" in problems[0]
+
+
 def test_huge_values_are_shortened_in_explanations() -> None:
     _, problems = parse_query("?mode=" + "x" * 5000, SHAPE)
     assert len(problems[0]) < 200
@@ -98,10 +113,10 @@ texts = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=
 STATES = st.one_of(  # every kind of view a link can name (the browser test reuses it)
     st.builds(ViewState, ex=st.integers(0, SHAPE.dev_size - 1), text=st.none(), pair=st.none(),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
-              mode=st.sampled_from(MODES)),
+              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS)),
     st.builds(ViewState, ex=st.none(), text=texts, pair=st.one_of(st.none(), texts),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
-              mode=st.sampled_from(MODES)),
+              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS)),
 )
 
 
@@ -110,14 +125,15 @@ def test_every_state_survives_its_own_link(state: ViewState) -> None:
     parsed, problems = parse_query(to_query(state), SHAPE)
     assert problems == []
     assert parsed == ViewState(ex=state.ex, text=state.text, pair=state.pair, layer=state.layer,
-                               head=state.head, off=tuple(sorted(set(state.off))), mode=state.mode)
+                               head=state.head, off=tuple(sorted(set(state.off))), mode=state.mode,
+                               level=state.level)
     assert to_query(parsed) == to_query(state)  # canonical: one link per view
 
 
 @given(st.text(max_size=200))
 def test_any_query_parses_to_a_valid_state(query: str) -> None:
     state, _ = parse_query(query, SHAPE)
-    assert state.mode in MODES
+    assert state.mode in MODES and state.level in LEVELS
     assert 0 <= state.layer < SHAPE.num_layers and 0 <= state.head < SHAPE.num_heads
     assert all(0 <= layer < SHAPE.num_layers and 0 <= head < SHAPE.num_heads for layer, head in state.off)
     assert (state.ex is None) != (state.text is None)
