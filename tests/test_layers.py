@@ -108,10 +108,10 @@ def test_lens_at_every_layer_equals_the_head_on_the_models_own_hidden_states(
     # and the readout's logits and states themselves, not only their accuracy
     mine = readout(engine, "dev", None, engine.disabled_tensor(ablate), mode)
     np.testing.assert_allclose(mine.lens_logits, np.stack(lens_direct), atol=1e-4)
-    np.testing.assert_allclose(mine.first_token, np.stack([s[:, 0] for s in states], axis=1), atol=1e-4)
+    np.testing.assert_allclose(mine.pooled, np.stack([s[:, 0] for s in states], axis=1), atol=1e-4)
     plain = readout(engine, "dev", None, engine.disabled_tensor([]), mode)
-    np.testing.assert_array_equal(plain.first_token[:2], mine.first_token[:2])  # below layer 1's output: unmoved
-    assert not np.allclose(plain.first_token[2:], mine.first_token[2:], atol=1e-4), "the mask changed nothing"
+    np.testing.assert_array_equal(plain.pooled[:2], mine.pooled[:2])  # below layer 1's output: unmoved
+    assert not np.allclose(plain.pooled[2:], mine.pooled[2:], atol=1e-4), "the mask changed nothing"
 
 
 @pytest.mark.parametrize("mode", ["zero", "uniform", "mean"])
@@ -193,6 +193,60 @@ def test_layers_job_reports_progress_and_stops_between_chunks(engine: Engine) ->
     full: list[float] = []
     layer_readouts(engine, [], "zero", "dev", progress=full.append)
     assert full == sorted(full) and full[-1] == pytest.approx(1.0)
+
+
+def test_progress_moves_while_the_split_is_prepared(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    """A fresh engine's unablated job first prepares the split (the baseline pass): its progress shows."""
+    engine = Engine(tiny_model, make_task(dev=40, train=20), ResultStore(tmp_path / "r.sqlite"), batch_size=4)
+    while_preparing: list[float] = []
+
+    def progress(share: float) -> None:
+        if engine.ready("dev", None) is None:
+            while_preparing.append(share)
+
+    layer_readouts(engine, [], "zero", "dev", progress=progress)
+    assert engine.ready("dev", None) is not None
+    assert len(while_preparing) > 1 and 0 < while_preparing[0] < while_preparing[-1] < 1
+
+
+def test_a_mask_on_an_unprepared_split_runs_one_pass_with_the_same_numbers(tiny_model: LoadedModel,
+                                                                           tmp_path: Path) -> None:
+    """Under a mask the readout starts from the embeddings when the split is not prepared (no baseline pass
+    first), and from the kept layer inputs when it is: the same numbers, to the bit."""
+    ablate, mode = [[1, 2], [2, 0]], "uniform"
+    fresh = engine_for(tiny_model, tmp_path / "fresh")
+    from_embeddings = readout(fresh, "dev", None, fresh.disabled_tensor(ablate), mode)
+    assert fresh.ready("dev", None) is None
+    prepared = engine_for(tiny_model, tmp_path / "prepared")
+    prepared.prepared("dev", None)
+    restarted = readout(prepared, "dev", None, prepared.disabled_tensor(ablate), mode)
+    np.testing.assert_array_equal(from_embeddings.pooled, restarted.pooled)
+    np.testing.assert_array_equal(from_embeddings.lens_logits, restarted.lens_logits)
+    # and the lens at the last state is evaluation's logits (the head reading the last layer the same way)
+    evaluated = prepared.evaluate(ablate, mode, use_store=False)
+    assert fresh.score(from_embeddings.lens_logits[-1].argmax(-1), from_embeddings.gold) == evaluated.score
+
+
+def test_representations_under_a_mask_are_kept_so_another_layer_costs_no_pass(
+        engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ablate, mode = [[0, 2], [1, 0]], "zero"
+    first = representations(engine, 1, "dev", None, ablate, mode)
+    passes: list[int] = []
+    original = engine.model.run_layers
+
+    def counting(*args, **kwargs):
+        passes.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "run_layers", counting)
+    again = representations(engine, 1, "dev", None, ablate, mode)
+    other_layer = representations(engine, 3, "dev", None, ablate, mode)
+    assert passes == []  # both answered from the kept readout
+    assert again == first
+    monkeypatch.undo()
+    fresh = representations(engine_for(engine.model, tmp_path / "fresh", engine.task), 3, "dev", None, ablate, mode)
+    assert other_layer == fresh
+    assert representations(engine, 3, "dev", None, ablate, "uniform") != other_layer  # the mode is in the key
 
 
 def test_job_parameters_are_canonical_and_checked(engine: Engine) -> None:

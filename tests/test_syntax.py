@@ -184,6 +184,7 @@ def test_syntax_job_equals_word_level_attention_and_parses(word_engine: Engine) 
     shares: list[float] = []
     result = runner.run_job(word_engine, "syntax", params, shares.append)
     assert shares == sorted(shares) and shares[-1] == 1.0
+    assert word_engine.ready("dev", 8) is None  # the passes start from the embeddings: no baseline pass
     expected = SyntaxAccumulator(3, 4)
     for example in word_engine.task.select("dev", 8):
         weights, alignment = word_weights(word_engine, example.text, example.text_pair)

@@ -13,13 +13,21 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 import torch
 from headscope.engine import metrics, significance
 from headscope.engine.errors import InputError
-from headscope.engine.evaluation import PreparedSplit, Runner, head_output_means, masked_logits, prepare_split
+from headscope.engine.evaluation import (
+    Batch,
+    PreparedSplit,
+    Runner,
+    batch_split,
+    head_output_means,
+    masked_logits,
+    prepare_split,
+)
 from headscope.engine.interventions import ABLATION_MODES, AblationMode, capture_attention
 from headscope.engine.masks import HeadMask
 from headscope.engine.measures import MEASURES, output_gram, rollout, silenced, value_norms
@@ -45,6 +53,16 @@ if TYPE_CHECKING:
 
 Head = tuple[int, int]
 T = TypeVar("T")
+
+
+class Sized(Protocol):
+    """What :meth:`Engine.kept_states` keeps: anything that says how much memory it holds."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+S = TypeVar("S", bound=Sized)
 MaskLike = HeadMask | Iterable[Sequence[int]]
 
 
@@ -126,6 +144,7 @@ class Engine:
         self._once: dict[object, threading.Lock] = {}  # one lock per split preparation / means computation
         self._prepared: OrderedDict[tuple[str, int], PreparedSplit] = OrderedDict()
         self._attention: OrderedDict[tuple, AttentionResult] = OrderedDict()
+        self._derived: OrderedDict[tuple, Sized] = OrderedDict()  # kept_states: anything with `nbytes`
         self._means: torch.Tensor | None = None
         self.mask_pool: MaskPool | None = None  # workers that run a sweep's chunks elsewhere (Ray)
         self._page_predictions: dict[str, np.ndarray] = {}  # split -> baseline prediction per example, -1 = not yet
@@ -318,10 +337,52 @@ class Engine:
                                      budget_bytes=self.layer_cache_bytes, run=self.chunked(progress, cancelled))
             with self._state:
                 self._prepared[key] = prepared
-                while len(self._prepared) > 1 and sum(p.kept_bytes for p in self._prepared.values()) > \
-                        self.layer_cache_bytes:
-                    self._prepared.popitem(last=False)
+                self._trim_kept_states()
             return prepared
+
+    def kept_states(self, key: tuple, compute: Callable[[], S]) -> S:
+        """States derived from a split (the Layers page's per-layer readouts under a mask), computed once
+        per `key` and kept in memory beside the prepared splits, within the same `layer_cache_bytes`
+        (least recently used dropped first; one larger than the whole budget is not kept)."""
+        with self._state:
+            if key in self._derived:
+                self._derived.move_to_end(key)
+                return self._derived[key]
+        with self._once_lock(("derived", key)):
+            with self._state:
+                if key in self._derived:
+                    return self._derived[key]
+            value = compute()
+            with self._state:
+                if value.nbytes <= self.layer_cache_bytes:
+                    self._derived[key] = value
+                    self._trim_kept_states()
+            return value
+
+    def _trim_kept_states(self) -> None:
+        """Prepared splits and derived states within `layer_cache_bytes` (call holding ``_state``): the
+        least recently used derived states go first, then prepared splits, always keeping the newest."""
+        def total() -> int:
+            return sum(p.kept_bytes for p in self._prepared.values()) + sum(d.nbytes for d in self._derived.values())
+
+        while self._derived and total() > self.layer_cache_bytes:
+            self._derived.popitem(last=False)
+        while len(self._prepared) > 1 and total() > self.layer_cache_bytes:
+            self._prepared.popitem(last=False)
+
+    def ready(self, split: str | None, limit: int | None) -> PreparedSplit | None:
+        """The prepared split if it is in memory now (nothing computed)."""
+        key = (self.task.split_name(split), len(self.task.select(split, limit)))
+        with self._state:
+            return self._prepared.get(key)
+
+    def batches(self, split: str | None, limit: int | None) -> list[Batch]:
+        """The chosen examples in padded batches, for passes that start from the embeddings (attention maps):
+        the prepared split's when it is in memory, else tokenised alone, without its baseline pass."""
+        prepared = self.ready(split, limit)
+        if prepared is not None:
+            return prepared.batches
+        return batch_split(self.model, self.task.select(split, limit), self.batch_size)
 
     def baseline_predictions(self, split: str | None, limit: int | None = None) -> np.ndarray:
         return self.prepared(split, limit).baseline_predictions

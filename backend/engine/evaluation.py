@@ -157,10 +157,9 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
                     batch.layer_inputs[layer] = _stash(hidden, fits)
 
             with torch.inference_mode():
-                hidden = model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.attention_mask,
-                                          stop=model.num_layers - 1, keep=keep)
-                keep(model.num_layers - 1, hidden)
-                batch_logits[index] = model.logits_from(hidden, batch.attention_mask, model.num_layers - 1).float()
+                hidden = model.embed(batch.input_ids, batch.token_type_ids)
+                batch_logits[index] = model.classify(*model.final_states(hidden, batch.attention_mask, 0,
+                                                                         keep=keep)).float()
 
     run([b.size * b.input_ids.shape[1] * model.num_layers for b in batches], forward)
     logits = np.zeros((len(examples), model.config.num_labels), dtype=np.float32)

@@ -221,16 +221,25 @@ class LoadedModel:
         return hidden
 
     def logits_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
-        """Layers ``start..`` and the head. Where the head reads only the first token, the last layer runs
-        only as far as it reads (its attention still sees every token)."""
+        """Layers ``start..`` and the head (see :meth:`final_states`)."""
+        return self.classify(*self.final_states(hidden, attention_mask, start))
+
+    def final_states(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int,
+                     keep: Callable[[int, torch.Tensor], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layers ``start..`` up to the last layer's output as the head reads it, and the padding mask the
+        head reads it with. Where the head reads only the first token, the last layer runs only as far
+        as it reads (its attention still sees every token): ``[batch, 1, hidden]``; else ``[batch, seq,
+        hidden]``. `keep` as for :meth:`run_layers`."""
         last = self.num_layers - 1
         if start > last or not self.adapter.reads_first_token_only(self.config):
-            return self.classify(self.run_layers(hidden, attention_mask, start=start), attention_mask)
-        hidden = self.run_layers(hidden, attention_mask, start=start, stop=last)
+            return self.run_layers(hidden, attention_mask, start=start, keep=keep), attention_mask
+        hidden = self.run_layers(hidden, attention_mask, start=start, stop=last, keep=keep)
+        if keep is not None:
+            keep(last, hidden)
         inputs = self.adapter.layer_inputs(self.base, hidden, attention_mask)
         with at_layer(last):
             first = self.adapter.run_last_layer(self.layers[last], hidden, inputs(last))
-        return self.classify(first, attention_mask[:, :1])
+        return first, attention_mask[:, :1]
 
     def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Last hidden states ``[batch, seq, hidden]`` -> logits ``[batch, labels]``, as the model's own head

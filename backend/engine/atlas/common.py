@@ -36,16 +36,17 @@ def split_maps(engine: Engine, split: str | None, limit: int | None, progress: P
     disabled by `mode` (weights only: the syntax job).
 
     Each batch is one piece of batch work for the engine's scheduler, so interactive requests go between.
+    The passes start from the embeddings, so the split is only tokenised, not prepared (no baseline pass).
     """
-    prepared = engine.prepared(split, limit, cancelled=cancelled)
+    batches = engine.batches(split, limit)
     model = engine.model
     disabled = engine.disabled_tensor(ablate)
     ablated = bool(disabled.any())
     means = engine.head_means() if ablated and mode == "mean" else None
     intervention_disabled = disabled[None].to(model.device) if ablated else None
-    total = len(prepared.examples)
+    total = sum(batch.size for batch in batches)
     done = 0
-    for batch in prepared.batches:
+    for batch in batches:
         check_cancelled(cancelled)
 
         def forward(batch=batch):

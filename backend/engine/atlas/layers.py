@@ -59,67 +59,111 @@ def _first_ablated(disabled: torch.Tensor, num_layers: int) -> int:
 
 
 def batch_states(model: LoadedModel, batch: Batch, disabled: torch.Tensor, mode: AblationMode,
-                 means: torch.Tensor | None, upto: int) -> list[torch.Tensor]:
-    """States ``0..upto`` of one prepared batch under the mask ``disabled [layers, heads]``, each
-    ``[batch, seq, hidden]``. Call inside ``torch.inference_mode()``.
+                 means: torch.Tensor | None, *, whole_last: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """States ``0..L`` of one batch under the mask ``disabled [layers, heads]``, each ``[batch, seq,
+    hidden]``, and the padding mask the last is read with. Call inside ``torch.inference_mode()``.
 
-    States at or below the first ablated layer cannot change, so those the split kept are reused and
-    the forward restarts from the last of them.
+    States at or below the first ablated layer cannot change, so those the prepared split kept are reused
+    and the forward restarts from the last of them. Unless `whole_last`, the last layer runs only as far
+    as the model's head reads it (:meth:`LoadedModel.final_states`: the first token, ``[batch, 1,
+    hidden]``, for most families), exactly as evaluation runs it.
     """
     first = _first_ablated(disabled, model.num_layers)
     states: list[torch.Tensor] = []
-    while len(states) <= min(first, upto) and len(states) in batch.layer_inputs:
+    while len(states) <= first and len(states) in batch.layer_inputs:
         states.append(batch.layer_inputs[len(states)].to(model.device, non_blocking=True))
     if not states:
         states.append(model.embed(batch.input_ids, batch.token_type_ids))
     start = len(states) - 1
-    if start >= upto:
-        return states[:upto + 1]
 
     def keep(index: int, hidden: torch.Tensor) -> None:
         if index > start:
             states.append(hidden)
 
+    mask = batch.attention_mask
     with intervene(Intervention(disabled=disabled[None].to(model.device), mode=mode, means=means)):
-        states.append(model.run_layers(states[start], batch.attention_mask, start=start, stop=upto, keep=keep))
-    return states
+        if whole_last:
+            states.append(model.run_layers(states[start], mask, start=start, keep=keep))
+        else:
+            last, mask = model.final_states(states[start], mask, start, keep=keep)
+            states.append(last)
+    return states, mask
 
 
 @dataclass(frozen=True)
 class Readout:
-    """Per-layer readouts of a split's chosen examples, in stored order."""
+    """Per-state readouts of a split's chosen examples under one mask, in stored order."""
 
     lens_logits: np.ndarray  # [layers + 1, n, labels] float32
-    first_token: np.ndarray  # [layers + 1, n, hidden] float32
+    pooled: np.ndarray  # [layers + 1, n, hidden] float32: each state pooled as `pooling` says
     gold: np.ndarray  # [n]
+    pooling: str
+
+    @property
+    def nbytes(self) -> int:
+        return self.lens_logits.nbytes + self.pooled.nbytes + self.gold.nbytes
 
 
-def readout(engine: Engine, split: str, limit: int | None, disabled: torch.Tensor, mode: AblationMode,
-            progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> Readout:
-    """Lens logits and first-token states at every layer, under the mask, one batch per lock hold (so
-    interactive requests interleave); cancellation is checked between batches."""
+PREPARE_SHARE = 0.9  # of a readout's progress, for preparing the split when it runs that pass first
+
+
+def readout(engine: Engine, split: str | None, limit: int | None, disabled: torch.Tensor, mode: AblationMode,
+            pooling: str = "first", progress: Progress = no_progress,
+            cancelled: Cancelled = never_cancelled) -> Readout:
+    """Lens logits and pooled states at every state 0..L under the mask, kept by the engine beside its
+    prepared splits (:meth:`Engine.kept_states`), so the Layers page's slider and a `layers` job under the
+    same mask share one pass.
+
+    One pass over the split: an unablated readout is the prepared split's baseline pass (its kept layer
+    inputs are the states; preparing it, with progress, also serves later evaluations); under a mask the
+    prepared split's kept inputs are reused when it is in memory, else the pass starts from the
+    embeddings (no baseline pass first). One batch per lock hold (interactive requests interleave);
+    cancellation is checked between batches.
+    """
+    split = engine.task.split_name(split)
+    masked = bool(disabled.any())
+    heads = tuple(map(tuple, disabled.nonzero().tolist()))
+    key = ("readout", split, len(engine.task.select(split, limit)), heads, mode if masked else None, pooling)
+
+    def compute() -> Readout:
+        share = 0.0
+        if not masked and engine.ready(split, limit) is None:
+            share = PREPARE_SHARE
+            engine.prepared(split, limit, lambda s: progress(share * s), cancelled)
+        return _readout(engine, engine.batches(split, limit), engine.task.select(split, limit), disabled, mode,
+                        pooling, lambda s: progress(share + (1 - share) * s), cancelled)
+
+    result = engine.kept_states(key, compute)
+    progress(1.0)
+    return result
+
+
+def _readout(engine: Engine, batches: list[Batch], examples: list, disabled: torch.Tensor, mode: AblationMode,
+             pooling: str, progress: Progress, cancelled: Cancelled) -> Readout:
     model = engine.model
-    prepared = engine.prepared(split, limit)
     means = engine.means_for(mode, disabled)
-    n, layers = len(prepared.examples), model.num_layers
+    n, layers = len(examples), model.num_layers
     lens = np.zeros((layers + 1, n, model.config.num_labels), dtype=np.float32)
-    first = np.zeros((layers + 1, n, model.config.hidden_size), dtype=np.float32)
+    pooled = np.zeros((layers + 1, n, model.config.hidden_size), dtype=np.float32)
     done = 0
-    for batch in prepared.batches:
+    for batch in batches:
         check_cancelled(cancelled)
 
         @torch.inference_mode()
         def forward(batch=batch) -> tuple[torch.Tensor, torch.Tensor]:
-            states = batch_states(model, batch, disabled, mode, means, layers)
-            logits = torch.stack([head_logits(model, s, batch.attention_mask) for s in states]).float().cpu()
-            return logits, torch.stack([s[:, 0] for s in states]).float().cpu()
+            states, last_mask = batch_states(model, batch, disabled, mode, means, whole_last=pooling != "first")
+            masks = [batch.attention_mask] * layers + [last_mask]
+            logits = torch.stack([head_logits(model, s, m) for s, m in zip(states, masks, strict=True)])
+            vectors = torch.stack([pool(s, m, pooling) for s, m in zip(states, masks, strict=True)])
+            return logits.float().cpu(), vectors.float().cpu()
 
-        logits, tokens = engine.schedule(forward)
+        logits, vectors = engine.schedule(forward)
         lens[:, batch.positions] = logits.numpy()
-        first[:, batch.positions] = tokens.numpy()
+        pooled[:, batch.positions] = vectors.numpy()
         done += batch.size
         progress(done / max(n, 1))
-    return Readout(lens_logits=lens, first_token=first, gold=prepared.gold)
+    gold = np.array([e.label for e in examples], dtype=np.int64)
+    return Readout(lens_logits=lens, pooled=pooled, gold=gold, pooling=pooling)
 
 
 def make_probe() -> Pipeline:
@@ -167,17 +211,17 @@ def layer_readouts(engine: Engine, ablate, mode: str = "zero", split: str | None
     fit_share = PROBE_FIT_EXAMPLES / (PROBE_FIT_EXAMPLES + n) if has_train else 0.0
     states_share = 0.9  # the rest is the probes' fitting
 
-    chosen = readout(engine, split, limit, disabled, mode,
+    chosen = readout(engine, split, limit, disabled, mode, "first",
                      lambda s: progress(states_share * (1 - fit_share) * s), cancelled)
     if has_train:
-        fit = readout(engine, "train", PROBE_FIT_EXAMPLES, disabled, mode,
+        fit = readout(engine, "train", PROBE_FIT_EXAMPLES, disabled, mode, "first",
                       lambda s: progress(states_share * ((1 - fit_share) + fit_share * s)), cancelled)
-        fit_x, fit_y = fit.first_token, fit.gold
-        score_x, score_y = chosen.first_token, chosen.gold
+        fit_x, fit_y = fit.pooled, fit.gold
+        score_x, score_y = chosen.pooled, chosen.gold
     else:
         half = n // 2
-        fit_x, fit_y = chosen.first_token[:, :half], chosen.gold[:half]
-        score_x, score_y = chosen.first_token[:, half:], chosen.gold[half:]
+        fit_x, fit_y = chosen.pooled[:, :half], chosen.gold[:half]
+        score_x, score_y = chosen.pooled[:, half:], chosen.gold[half:]
 
     layers = []
     count = engine.model.num_layers + 1
@@ -253,32 +297,21 @@ def representations(engine: Engine, layer: int, split: str | None = None, limit:
     n = check_representations_request(engine, layer, split, limit, pooling)
     mode = engine.check_mode(mode)
     disabled = engine.disabled_tensor(ablate)
-    model = engine.model
-    prepared = engine.prepared(split, limit)
-    masked = bool(disabled.any())
-    means = engine.means_for(mode, disabled)
-    pooled = np.zeros((n, model.config.hidden_size), dtype=np.float32)
-    predictions = prepared.baseline_predictions.copy()
-    upto = model.num_layers if masked else layer  # the prediction under a mask needs the last state
-    @torch.inference_mode()
-    def forward(batch) -> None:
-        states = batch_states(model, batch, disabled, mode, means, upto)
-        pooled[batch.positions] = pool(states[layer], batch.attention_mask, pooling).float().cpu().numpy()
-        if masked:
-            logits = head_logits(model, states[-1], batch.attention_mask)
-            predictions[batch.positions] = logits.argmax(dim=-1).cpu().numpy()
-
-    for batch in prepared.batches:
-        engine.schedule(lambda batch=batch: forward(batch))
+    read = readout(engine, split, limit, disabled, mode, pooling)
+    pooled = read.pooled[layer]
+    if disabled.any():
+        predictions = read.lens_logits[-1].argmax(axis=-1)
+    else:  # the readout prepared the split: its baseline is the prediction, as everywhere else
+        predictions = engine.prepared(split, limit).baseline_predictions
+    examples = engine.task.select(split, limit)
     coordinates, explained, _ = principal_components(pooled)
-    labels = model.labels
+    labels = engine.model.labels
     return {
         "explained": [float(v) for v in explained],
         "points": [
             {"id": example.id, "x": float(x), "y": float(y), "label": labels[int(gold)],
              "predicted": labels[int(predicted)]}
-            for example, (x, y), gold, predicted in zip(prepared.examples, coordinates, prepared.gold, predictions,
-                                                        strict=True)
+            for example, (x, y), gold, predicted in zip(examples, coordinates, read.gold, predictions, strict=True)
         ],
         "layer": layer, "pooling": pooling, "n": n, "split": engine.task.split_name(split), "mode": mode,
         "ablate": disabled.nonzero().tolist(),

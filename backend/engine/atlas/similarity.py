@@ -69,11 +69,11 @@ def attention_similarity(engine: Engine, base_source: str | None, split: str | N
         raise InputError(HOW_TO_GIVE_BASE)
     encoder = load_base_encoder(base_source, engine)
     model = engine.model
-    prepared = engine.prepared(split, limit)
+    batches = engine.batches(split, limit)  # both passes start from the embeddings: no baseline pass
     total = np.zeros((model.num_layers, model.num_heads), dtype=np.float64)
-    n = len(prepared.examples)
+    n = sum(batch.size for batch in batches)
     done = 0
-    for batch in prepared.batches:
+    for batch in batches:
         check_cancelled(cancelled)
         _, tuned, _ = engine.schedule(lambda b=batch: capture_attention(lambda: model.run_layers(
             model.embed(b.input_ids, b.token_type_ids), b.attention_mask), model.num_layers))
