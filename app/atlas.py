@@ -9,7 +9,8 @@ names the API call that returns its numbers. Clicking a head (map or table) open
 under the job's own mask and mode, with a URL made by app/urlstate.py from integers read from the result.
 
 Adding a kind needs nothing here unless its result needs a new view: its parameters get controls from
-the catalogue (`param_control`), and its result is drawn by `head_grid`, `chart_figure`, `table_rows`.
+the catalogue (`param_control`), and its result is drawn by `head_grid`, `chart_figure`, `table_rows` (a
+pairs result by `pairs_figure`: the interaction and delta matrices; a click on a cell offers both heads off).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from headscope.app.measure_compare import compare_figure
 from headscope.app.page import Page
 from headscope.app.syntax_view import DIRECTIONS, clicked_head, relation_head_figure, syntax_rows
 from headscope.app.urlstate import HEAD_NAME, ViewState, head_name, to_query
+from plotly.subplots import make_subplots
 
 LIMITS = (("all of the split", 0), ("first 100", 100), ("first 300", 300), ("first 1000", 1000))
 POLL_MS = 1000
@@ -80,7 +82,7 @@ def describe_params(params: Payload) -> str:
     for name, value in params.items():
         if name in ("kind", "mode", "split", "limit") or value in (None, [], False):
             continue
-        if name == "ablate":
+        if name in ("ablate", "heads"):  # head lists as the inspector's links write them
             value = ",".join(head_name(*h) for h in value)
         parts.append(f"{name.replace('_', ' ')} {value}")
     return " · ".join(parts)
@@ -222,6 +224,76 @@ def mark_significant(figure: go.Figure, significant: list) -> go.Figure:
     return figure
 
 
+def upper_flags(flags: list[list[bool | None]], diagonal: bool) -> list[bool]:
+    """A pairs matrix's flags of its own family: the cells i < j (and i == j with `diagonal`), row by row."""
+    return [bool(row[j]) for i, row in enumerate(flags) for j in range(i if diagonal else i + 1, len(row))]
+
+
+# One panel of the pairs view: result field, its flags, its Holm p-values, whether the diagonal belongs, words.
+PAIR_PANELS = (("interaction", "interaction_significant", "interaction_p_holm", False,
+                "interaction: delta of both off minus each alone's"),
+               ("delta", "significant", "p_holm", True, "delta: both heads off (diagonal: the head alone)"))
+
+
+def pairs_figure(result: Payload) -> go.Figure:
+    """A pairs job as two matrices over its heads in layer order (the first on top, as in the inspector):
+    the interaction beside the delta, on one diverging scale centred on 0, the cells that survive Holm's
+    correction circled and counted in the title."""
+    names = [head_name(*h) for h in result["heads"]]
+    figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                           subplot_titles=[panel[4] for panel in PAIR_PANELS])
+    values = [[list(row) for row in result[panel[0]]] for panel in PAIR_PANELS]  # lists: the page reads them
+    for i in range(len(names)):
+        values[0][i][i] = None  # no interaction of a head with itself
+    counts = []
+    for column, (name, flag_name, p_name, diagonal, _) in enumerate(PAIR_PANELS, start=1):
+        grid = values[column - 1]
+        text = [[f"{formatting.p_value(p)} after Holm" if p is not None else "" for p in row]
+                for row in result[p_name]]
+        figure.add_heatmap(z=grid, x=names, y=names, coloraxis="coloraxis", text=text, row=1, col=column,
+                           hovertemplate=f"%{{y}} and %{{x}} off: {name} %{{z:+.3f}}<br>%{{text}}<extra></extra>")
+        rows, cols = np.nonzero([[bool(f) for f in row] for row in result[flag_name]])
+        figure.add_scatter(x=[names[j] for j in cols], y=[names[i] for i in rows], mode="markers", row=1, col=column,
+                           marker={"symbol": "circle-open", "size": 14, "color": "black", "line": {"width": 2}},
+                           hovertemplate=f"%{{y}} and %{{x}}: {name} survives Holm's correction<extra></extra>",
+                           showlegend=False)
+        counts.append(f"{name}: {holm_summary(upper_flags(result[flag_name], diagonal))}")
+    limit = max(abs(v) for grid in values for row in grid for v in row if v is not None) or 1.0
+    ticks = len(names) <= 48
+    figure.update_xaxes(type="category", showticklabels=ticks, tickfont={"size": 9}, showgrid=False)
+    figure.update_yaxes(type="category", autorange="reversed", showticklabels=ticks, tickfont={"size": 9},
+                        showgrid=False)
+    figure.update_layout(
+        coloraxis={"colorscale": palette.DIVERGING, "cmid": 0, "cmin": -limit, "cmax": limit,
+                   "colorbar": {"title": {"text": f"change of {result['metric']}"}}},
+        title={"text": f"{len(names)} heads, mode {result['mode']}, n = {result['n']}; circled: "
+                       + "<br>".join(counts), "font": {"size": 12}},
+        margin={"l": 60, "r": 10, "t": 110, "b": 50}, plot_bgcolor=palette.LINE)  # grey: no interaction cell
+    return figure
+
+
+def pairs_height(result: Payload) -> str:
+    """The pairs view's height: cells about 14 px, within 460 to 900 px."""
+    return f"{min(900, max(460, 14 * len(result['heads']) + 200))}px"
+
+
+def clicked_pair(click: Payload | None) -> tuple[Head, Head] | None:
+    """The (row head, column head) of a clicked cell of the pairs view (its axes are head names), or None."""
+    try:
+        point = click["points"][0]
+        row, column = HEAD_NAME.fullmatch(str(point["y"])), HEAD_NAME.fullmatch(str(point["x"]))
+    except (TypeError, KeyError, IndexError):
+        return None
+    if row is None or column is None:
+        return None
+    return (int(row[1]), int(row[2])), (int(column[1]), int(column[2]))
+
+
+def pair_href(prefix: str, pair: tuple[Head, Head], mode: str | None) -> str:
+    """The inspector focused on the row head with both heads off, in the sweep's mode."""
+    return inspector_href(prefix, *pair[0], off=sorted(set(pair)), mode=mode)
+
+
 def chart_figure(kind: str, result: Payload, pattern_types: list[str]) -> go.Figure | None:
     """The per-layer bars, the pruning curve, the greedy path or the pattern distributions."""
     figure = go.Figure()
@@ -289,6 +361,19 @@ def table_rows(kind: str, result: Payload, params: Payload, prefix: str, statist
                 for layer, row in enumerate(result[kind]) for head, value in enumerate(row)]
     if kind == "layer":
         return [{"layer": layer, "delta": formatting.delta(value)} for layer, value in enumerate(result["delta"])]
+    if kind == "pairs":
+        heads = [tuple(h) for h in result["heads"]]
+
+        def pair_link(i: int, j: int) -> str:
+            href = pair_href(prefix, (heads[i], heads[j]), mode)
+            return f"[{head_name(*heads[i])} + {head_name(*heads[j])}]({href})"
+
+        return [{"pair": pair_link(i, j),
+                 "delta": formatting.delta(result["delta"][i][j]),
+                 "interaction": formatting.delta(result["interaction"][i][j]),
+                 "interaction p_holm": formatting.number(result["interaction_p_holm"][i][j]),
+                 "delta p_holm": formatting.number(result["p_holm"][i][j])}
+                for i in range(len(heads)) for j in range(i + 1, len(heads))]
     if kind == "pruning":
         return [{"pruned": p["pruned"], "share": f"{100 * p['share']:.0f} %", "score": formatting.score(p["score"]),
                  "delta": formatting.delta(p["delta"]),
@@ -304,7 +389,7 @@ def table_rows(kind: str, result: Payload, params: Payload, prefix: str, statist
 def _table(rows: list[Payload]) -> Component:
     if not rows:
         return html.Div()
-    columns = [{"name": key, "id": key, "presentation": "markdown"} if key in ("head", "added", "best head")
+    columns = [{"name": key, "id": key, "presentation": "markdown"} if key in ("head", "added", "best head", "pair")
                else {"name": key, "id": key} for key in rows[0]]
     return dash_table.DataTable(data=rows, columns=columns, sort_action="native", page_size=24,
                                 markdown_options={"link_target": "_self"},
@@ -390,6 +475,10 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
             rows = syntax_rows(result, lambda layer, head: inspector_href(inspector, layer, head, own_mask,
                                                                           params.get("mode")))
             return heat, height, empty, hidden, _table(rows), hidden, hidden, {"width": "260px"}
+        if kind == "pairs":  # the interaction and delta matrices over the sweep's heads
+            rows = table_rows(kind, result, params, inspector, catalogue["statistics"])
+            return (pairs_figure(result), {"height": pairs_height(result)}, empty, hidden, _table(rows), hidden,
+                    hidden, hidden)
         grid = head_grid(kind, result, statistic, pattern)
         heat = map_figure(grid[0], grid[1], diverging=kind == "single-head") if grid else empty
         if kind == "single-head" and "significant" in result:
@@ -408,14 +497,22 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
     @app.callback(Output("atlas-focus", "children"), Input("atlas-map", "clickData"), State("atlas-result", "data"),
                   prevent_initial_call=True)
     def open_head(click, data):
-        """A click on the map offers the head in the inspector, under the job's mask and mode."""
+        """A click on the map offers the head in the inspector, under the job's mask and mode (a pairs cell:
+        both heads off)."""
+        params = data["params"] if data else {}
+        if data and data["kind"] == "pairs":
+            pair = clicked_pair(click)
+            if pair is None:
+                return no_update
+            names = " and ".join(head_name(*h) for h in sorted(set(pair)))
+            return html.Span([f"{names} off ({params.get('mode')}): ", dcc.Link(
+                "open in the inspector", id="atlas-open-head", href=pair_href(inspector, pair, params.get("mode")))])
         chosen = clicked_head(click)  # the syntax map names its head in customdata
         try:
             point = click["points"][0]
             layer, head = chosen or (int(point["y"]), int(point["x"]))
         except (TypeError, KeyError, IndexError, ValueError):
             return no_update
-        params = data["params"] if data else {}
         off = [(layer, head)] if data and data["kind"] == "single-head" else \
             [tuple(h) for h in params.get("ablate") or []]
         return html.Span([f"L{layer}H{head}: ", dcc.Link(

@@ -1,10 +1,11 @@
 """Shared fixtures: tiny BERT-family classifiers saved with `save_pretrained` and loaded back through
-headscope's production loader, a small task, engines over them, a spaCy parser. Builders live in
+headscope's production loader, a small task, engines over them, a spaCy parser, a browser page. Builders live in
 tests/helpers.py."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,30 @@ def slow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(directory / "vocab.txt", directory / "vocab.bak")
     BertTokenizerLegacy(str(directory / "vocab.bak")).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium for one module's browser tests (launched the one way, bench/browser.py)."""
+    from bench.browser import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def viewport() -> dict[str, int]:
+    """The browser window of :func:`page`; a module overrides this fixture for another size."""
+    return {"width": 1280, "height": 800}
+
+
+@pytest.fixture
+def page(browser, viewport: dict[str, int]) -> Iterator[object]:
+    """A page in a fresh browser context (no shared storage), failing the test on any script error."""
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], errors

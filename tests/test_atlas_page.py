@@ -70,3 +70,42 @@ def test_sweep_views_mark_and_count_the_cells_that_survive_holm() -> None:
                                         "significant": [True, False]}, [])
     assert list(bars.data[0].marker.color) == [atlas.palette.DOWN, atlas.palette.NEUTRAL]
     assert "1 of 2 survive" in bars.layout.title.text
+
+
+def test_the_pairs_view_draws_interaction_beside_delta_and_links_a_cell_with_both_heads_off(
+        manager: JobManager) -> None:
+    job = manager.wait(manager.submit("pairs", "uniform", "dev", 12, heads=[[2, 1], [0, 3], [1, 0]]).id, timeout=120)
+    result = job.result
+    figure = atlas.pairs_figure(result)
+    interaction, _, delta, _ = figure.data
+    names = ["L0H3", "L1H0", "L2H1"]  # layer order, the first on top
+    assert list(interaction.y) == list(delta.x) == names and figure.layout.yaxis.autorange == "reversed"
+    np.testing.assert_allclose(delta.z, result["delta"])
+    assert interaction.z[0][1] == pytest.approx(result["interaction"][0][1]) and interaction.z[1][1] is None
+    assert figure.layout.coloraxis.cmid == 0 and figure.layout.coloraxis.colorscale[0][1] == atlas.palette.DOWN
+    survivors = sum(bool(result["interaction_significant"][i][j]) for i in range(3) for j in range(i + 1, 3))
+    assert f"interaction: {survivors} of 3 survive Holm's correction" in figure.layout.title.text
+    click = {"points": [{"x": "L2H1", "y": "L0H3", "z": 0.0, "curveNumber": 0}]}
+    assert atlas.clicked_pair(click) == ((0, 3), (2, 1))
+    href = atlas.pair_href("/", atlas.clicked_pair(click), job.params["mode"])
+    assert href == "/?ex=0&layer=0&head=3&off=L0H3,L2H1&mode=uniform"
+    rows = atlas.table_rows("pairs", result, job.params, "/", [])
+    assert len(rows) == 3 and rows[1]["pair"] == f"[L0H3 + L2H1]({href})"
+    assert rows[1]["interaction"] == formatting.delta(result["interaction"][0][2])
+
+
+def test_the_pairs_view_circles_and_counts_the_cells_that_survive_holm() -> None:
+    k = 3
+    flags = [[None, True, False], [True, None, False], [False, False, None]]
+    cells = [[True, False, False], [False, False, True], [False, True, False]]
+    result = {"metric": "accuracy", "mode": "zero", "n": 40, "heads": [[0, 0], [0, 1], [1, 0]],
+              "delta": np.eye(k).tolist(), "interaction": (np.ones((k, k)) * -0.2).tolist(),
+              "p_holm": np.full((k, k), 0.5).tolist(), "significant": cells,
+              "interaction_p_holm": [[None, 0.01, 1.0], [0.01, None, 1.0], [1.0, 1.0, None]],
+              "interaction_significant": flags}
+    figure = atlas.pairs_figure(result)
+    marks = figure.data[1]
+    assert sorted(zip(marks.y, marks.x, strict=True)) == [("L0H0", "L0H1"), ("L0H1", "L0H0")]
+    assert "interaction: 1 of 3 survive Holm's correction" in figure.layout.title.text
+    assert "delta: 2 of 6 survive Holm's correction" in figure.layout.title.text
+    assert "p = 0.010 after Holm" in figure.data[0].text[0][1]

@@ -29,7 +29,7 @@ from headscope.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.browser import CHROMIUM, chromium
+from bench.browser import CHROMIUM
 from tests.helpers import make_task
 from tests.test_urlstate import STATES
 
@@ -88,24 +88,6 @@ def server(running: Server) -> str:
 def api(server: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{server}/api", timeout=60) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser) -> Iterator[object]:
-    """A page in a fresh browser context (no shared storage), failing the test on any script error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], errors
 
 
 def evaluate(api: httpx.Client, off: list[tuple[int, int]], mode: str = "zero") -> dict:
@@ -413,7 +395,7 @@ def test_the_atlas_runs_a_sweep_and_links_heads_under_its_mask_and_mode(page, se
     page.goto(server + "/atlas")
     expect(page.locator("#atlas-kind")).to_contain_text("Every head disabled alone", timeout=WAIT_MS)
     page.click("#atlas-run")
-    expect(page.locator("#atlas-status")).to_contain_text("done", timeout=120_000)
+    expect(page.locator("#atlas-status")).to_have_text(re.compile(r"^done"), timeout=120_000)  # not "5 % done"
     source = page.inner_text("#atlas-source")
     assert "job single-head · mode zero · split dev" in source and "{" not in source
     plot = "document.querySelector('#atlas-map .js-plotly-plot')"
@@ -535,3 +517,42 @@ def test_a_tokenizer_without_offsets_gets_a_clear_message_in_the_word_view(page,
     expect(summary).to_contain_text("slow tokenizer")
     expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)  # tokens still work
     assert "url(" in page.get_attribute("[data-focus=L0H0]", "style")
+
+
+def test_the_atlas_draws_a_pairs_job_and_a_cell_opens_the_inspector_with_both_heads_off(
+        page, server: str, api: httpx.Client) -> None:
+    from headscope.app import palette
+
+    page.goto(server + "/atlas")
+    expect(page.locator("#atlas-kind")).to_contain_text("Every head disabled alone", timeout=WAIT_MS)
+    page.click("#atlas-kind")
+    page.get_by_role("option", name=re.compile("Every pair of heads")).click()
+    heads = page.locator("""[id='{"job-param":"heads"}']""")
+    heads.fill("L2H0,L0H1,L1H1")
+    heads.press("Enter")
+    expect(page.locator("#atlas-status")).to_contain_text("press Run", timeout=WAIT_MS)  # not computed yet
+    page.click("#atlas-run")
+    expect(page.locator("#atlas-status")).to_have_text(re.compile(r"^done"), timeout=120_000)  # not "5 % done"
+    source = page.inner_text("#atlas-source")
+    assert "job pairs · mode zero · split dev" in source and "heads L0H1,L1H1,L2H0" in source
+    job_id = source.split("GET /api/jobs/")[1].split(":")[0]
+    result = api.get(f"/jobs/{job_id}").json()["result"]
+    plot = "document.querySelector('#atlas-map .js-plotly-plot')"
+    page.wait_for_function(f"{plot}?.data?.length === 4")
+    assert page.evaluate(f"{plot}.data[0].y") == ["L0H1", "L1H1", "L2H0"]  # heads in layer order, L0 on top
+    np.testing.assert_allclose(page.evaluate(f"{plot}.data[2].z"), result["delta"])
+    survivors = sum(bool(result["interaction_significant"][i][j]) for i in range(3) for j in range(i + 1, 3))
+    title = page.evaluate(f"{plot}.layout.title.text")
+    assert f"interaction: {survivors} of 3 survive Holm's correction" in title
+    assert page.evaluate(f"{plot}._fullLayout.coloraxis.colorscale[0][1]") == palette.DOWN
+    # a click on the interaction cell of L0H1 (row) and L2H0 (column) offers both heads off, in the mode
+    page.locator("#atlas-map").scroll_into_view_if_needed()
+    x, y = page.evaluate(f"""(() => {{ const gd = {plot}, box = gd.getBoundingClientRect(), l = gd._fullLayout;
+        return [box.left + l.xaxis._offset + l.xaxis.l2p(2), box.top + l.yaxis._offset + l.yaxis.l2p(0)]; }})()""")
+    page.mouse.click(x, y)
+    expect(page.locator("#atlas-focus")).to_contain_text("L0H1 and L2H0 off (zero)", timeout=WAIT_MS)
+    page.click("#atlas-open-head")
+    page.wait_for_selector("[data-head=L2H0][data-ablated='true']", timeout=WAIT_MS)
+    assert page.locator("[data-head=L0H1][data-ablated='true']").count() == 1
+    query = query_of(page.url)
+    assert (query["layer"], query["head"], query["off"], query["mode"]) == (["0"], ["1"], ["L0H1,L2H0"], ["zero"])

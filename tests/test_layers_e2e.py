@@ -17,7 +17,7 @@ from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from bench.browser import CHROMIUM, chromium
+from bench.browser import CHROMIUM
 from tests.helpers import make_task
 
 WAIT_MS = 120_000  # two layers jobs on a busy 2-core machine
@@ -43,15 +43,9 @@ def server(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def page(server: str) -> Iterator[object]:
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        yield page
-        context.close()
-        assert errors == [], errors
+def viewport() -> dict[str, int]:
+    """Taller than conftest's page: both charts and the scatter in view."""
+    return {"width": 1280, "height": 1000}
 
 
 def test_a_masked_link_draws_both_charts_and_a_point_opens_the_inspector(page, server: str) -> None:
