@@ -11,7 +11,6 @@ on another fresh store, after the server has stopped, so the two never compete f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -41,6 +40,7 @@ from bench.engine_bench import (
     measure_engine,
     measure_work,
     percentiles_ms,
+    write_report,
 )
 from bench.measures import fresh_texts, measure_norm_cost, norm_cost_check
 
@@ -267,12 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = run(args)
-    print()
-    print(report["table"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_report(run(args), args.out)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ other process on a shared machine can disturb.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -315,3 +316,12 @@ def format_table(checks: list[Check]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """Print a report's table and write the whole report to `out` as JSON (bench/results/)."""
+    print()
+    print(report["table"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")

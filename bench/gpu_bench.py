@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import string
 import sys
@@ -38,6 +37,7 @@ from bench.engine_bench import (
     measure_attention,
     measure_engine,
     measure_work,
+    write_report,
 )
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -138,12 +138,8 @@ def main(argv: list[str] | None = None) -> None:
               "size": size, "environment": env, "engine": measured, "checks": [c.to_dict() for c in checks],
               "table": format_table(checks), "total_s": time.perf_counter() - started,
               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    print()
-    print(f"{env['device_name']} ({env['device']}, {env['dtype']}), {size} size")
-    print(report["table"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out} after {report['total_s']:.0f} s")
+    print(f"\n{env['device_name']} ({env['device']}, {env['dtype']}), {size} size, {report['total_s']:.0f} s")
+    write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ vocabulary. Import from here (`from tests.helpers import make_task`), never from
 
 from __future__ import annotations
 
+import csv
 import random
 from pathlib import Path
 
@@ -117,6 +118,15 @@ def make_sentences(count: int, seed: int = 1) -> list[tuple[str, int]]:
     return rows
 
 
+def write_task_file(path: Path, rows: int = 12, seed: int = 5) -> Path:
+    """A task file as a user writes one (columns text, label with label names): :func:`make_sentences`."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows((text, LABELS[label]) for text, label in make_sentences(rows, seed))
+    return path
+
+
 def make_task(dev: int = 40, train: int = 30, pairs: bool = False, seed: int = 1) -> Task:
     sentences = make_sentences(dev + train, seed)
 
@@ -139,3 +149,14 @@ def headscope_logits(model: LoadedModel, batch: dict, intervention: Intervention
     with torch.inference_mode(), intervene(intervention or Intervention()):
         hidden = model.embed(batch["input_ids"], batch["token_type_ids"])
         return model.classify(model.run_layers(hidden, batch["attention_mask"]), batch["attention_mask"])
+
+
+def assert_clear_error(response, status: int, *words: str) -> None:
+    """A JSON error with a readable `detail` that names what was wrong, and nothing internal."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and detail
+    for word in words:
+        assert word in detail, f"{word!r} missing from {detail!r}"
+    assert "Traceback" not in response.text and "/work/" not in response.text and ".py" not in response.text

@@ -21,6 +21,8 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from tests.helpers import assert_clear_error
+
 TEXT = "the movie was not very good , but the acting is great !"
 PAIR = "a boring plot ."
 
@@ -49,17 +51,6 @@ def model_forward(engine: Engine, text: str, pair: str | None, ablate: list[list
 
 def values_of(body: dict) -> dict[tuple[int, int], np.ndarray]:
     return {(h["layer"], h["head"]): np.array(h["values"]) for h in body["heads"]}
-
-
-def assert_clear_error(response, status: int, *words: str) -> None:
-    """A JSON error with a readable `detail` that names what was wrong, and nothing internal."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    detail = response.json()["detail"]
-    assert isinstance(detail, str) and detail
-    for word in words:
-        assert word in detail, f"{word!r} missing from {detail!r}"
-    assert "Traceback" not in response.text and "/work/" not in response.text and ".py" not in response.text
 
 
 # -- health and model -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from headscope.engine.store import ResultStore
 from headscope.engine.tasks import Task
 from headscope.settings import Settings
 
-from tests.conftest import make_task
+from tests.helpers import make_task, write_task_file
 from tests.test_jobs_http import poll
 
 HEADS = [[2, 1], [0, 3], [1, 0], [0, 1]]  # given out of order: the result lists them by layer
@@ -138,12 +138,7 @@ def test_sweep_command_writes_pairs_as_csv(tiny_model_dir: Path, tmp_path: Path)
     from headscope.cli import app
     from typer.testing import CliRunner
 
-    task_file = tmp_path / "task.csv"
-    with task_file.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for example in make_task(dev=12, train=0).select("dev", None):
-            writer.writerow([example.text, "positive" if example.label else "negative"])
+    task_file = write_task_file(tmp_path / "task.csv", rows=12, seed=1)
     common = ["sweep", "--kind", "pairs", "--model", str(tiny_model_dir), "--task", str(task_file)]
     env = {"HEADSCOPE_CACHE_DIR": str(tmp_path / "cache"), "HEADSCOPE_MAX_TOKENS": "48"}
     done = CliRunner().invoke(app, [*common, "--heads", "L2H2,L0H1,L1H3", "--out", str(tmp_path / "p.csv")], env=env)

@@ -20,20 +20,12 @@ from headscope.engine.workspace import build_engine
 from headscope.settings import Settings
 from typer.testing import CliRunner
 
-from tests.helpers import LABELS, make_sentences, make_task
-
-
-def write_task(path: Path, rows: int = 12) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows((text, LABELS[label]) for text, label in make_sentences(rows, seed=5))
-    return path
+from tests.helpers import LABELS, write_task_file
 
 
 def test_sweep_single_head_writes_the_contract_json(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HEADSCOPE_CACHE_DIR", str(tmp_path / "cache"))
-    task_file = write_task(tmp_path / "mine.csv")
+    task_file = write_task_file(tmp_path / "mine.csv")
     out = tmp_path / "sweep.json"
     result = CliRunner().invoke(app, ["sweep", "--kind", "single-head", "--mode", "uniform", "--model",
                                       str(tiny_model_dir), "--task", str(task_file), "--out", str(out)])
@@ -55,7 +47,7 @@ def test_sweep_single_head_writes_the_contract_json(tiny_model_dir: Path, tmp_pa
 
 def test_bad_arguments_are_one_clear_line(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("HEADSCOPE_CACHE_DIR", str(tmp_path / "cache"))
-    task_file = write_task(tmp_path / "mine.csv")
+    task_file = write_task_file(tmp_path / "mine.csv")
     runner = CliRunner()
     common = ["--model", str(tiny_model_dir), "--task", str(task_file)]
     bad_mode = runner.invoke(app, ["sweep", "--kind", "layer", "--mode", "half", "--out", "x.json", *common])
@@ -76,12 +68,7 @@ def test_version_answers_with_the_installed_version() -> None:
 
 
 def test_sweep_writes_json_and_csv_and_stores_the_job(tiny_model_dir: Path, tmp_path: Path) -> None:
-    task_file = tmp_path / "task.csv"
-    with task_file.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for example in make_task(dev=16, train=0).select("dev", None):
-            writer.writerow([example.text, "positive" if example.label else "negative"])
+    task_file = write_task_file(tmp_path / "task.csv", rows=16, seed=1)
     settings = Settings(model=str(tiny_model_dir), task=str(task_file), cache_dir=tmp_path / "cache", max_tokens=48)
     result = sweep("single-head", "zero", None, None, tmp_path / "out.json", settings)
     written = json.loads((tmp_path / "out.json").read_text())

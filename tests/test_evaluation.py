@@ -17,15 +17,7 @@ from tests.helpers import make_task
 
 def full_rerun_predictions(engine: Engine, ablate, mode: str, split: str = "dev") -> np.ndarray:
     """Independent evaluation: each example alone, no batching, no cache, the model's own forward."""
-    model = engine.model
-    disabled = engine.disabled_tensor(ablate)[None]
-    means = engine.head_means() if mode == "mean" and ablate else None
-    predictions = []
-    for example in engine.task.split(split):
-        batch = model.encode_batch([example.text], [example.text_pair])
-        with torch.inference_mode(), intervene(Intervention(disabled=disabled, mode=mode, means=means)):
-            predictions.append(int(model.model(**batch).logits.argmax(-1)))
-    return np.array(predictions)
+    return full_rerun_logits(engine, ablate, mode, split).argmax(axis=-1)
 
 
 def near_ties(engine: Engine, split: str = "dev") -> np.ndarray:

@@ -21,7 +21,7 @@ from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
 
-from tests.helpers import KINDS, make_task
+from tests.helpers import KINDS, assert_clear_error, make_task
 
 TEXT = "the movie was not very good , but the acting is great !"
 PAIR = "a boring plot ."
@@ -203,11 +203,7 @@ def test_weights_stay_the_default_and_say_so(client: TestClient) -> None:
 ])
 def test_bad_measures_are_clear_422s_and_the_server_keeps_serving(client: TestClient, request_body: dict,
                                                                    words: list[str]) -> None:
-    response = client.post("/api/attention", json=request_body)
-    assert response.status_code == 422, response.text
-    detail = response.json()["detail"]
-    for word in words:
-        assert word in detail, f"{word!r} missing from {detail!r}"
+    assert_clear_error(client.post("/api/attention", json=request_body), 422, *words)
     assert client.post("/api/attention", json={"text": TEXT, "measure": "rollout"}).status_code == 200
 
 

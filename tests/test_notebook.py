@@ -3,14 +3,13 @@ so the notebook never goes stale; its parameter cell is the only thing changed."
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.helpers import LABELS, make_sentences
+from tests.helpers import write_task_file
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "docs" / "papers.ipynb"
 
@@ -27,11 +26,7 @@ def outputs_text(cell) -> str:
 
 @pytest.mark.slow
 def test_the_docs_notebook_runs_on_a_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
-    task = tmp_path / "reviews.csv"
-    with task.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows((text, LABELS[label]) for text, label in make_sentences(40, seed=11))
+    task = write_task_file(tmp_path / "reviews.csv", rows=40, seed=11)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(parameters) == 1, "one cell tagged 'parameters' holds model, task and limit"

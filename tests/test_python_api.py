@@ -4,7 +4,6 @@ export, the dashboard served from the process, and a light `import headscope`.""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import subprocess
@@ -22,7 +21,7 @@ from headscope.engine.interventions import ABLATION_MODES
 from headscope.session import Session
 from headscope.settings import Settings
 
-from tests.helpers import LABELS, make_sentences
+from tests.helpers import write_task_file
 
 TEXT, PAIR = "the movie was very good but the plot", None
 MASK = [[0, 1], [1, 2], [2, 3]]
@@ -30,12 +29,7 @@ MASK = [[0, 1], [1, 2], [2, 3]]
 
 @pytest.fixture(scope="module")
 def task_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("task") / "reviews.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows((text, LABELS[label]) for text, label in make_sentences(30, seed=7))
-    return path
+    return write_task_file(tmp_path_factory.mktemp("task") / "reviews.csv", rows=30, seed=7)
 
 
 @pytest.fixture(scope="module")

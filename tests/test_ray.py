@@ -16,7 +16,7 @@ from headscope.engine.engine import Engine
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 
-from tests.conftest import make_task
+from tests.helpers import make_task
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from headscope.engine.model import LoadedModel
 from headscope.engine.scheduling import DIRECT, JobCancelled, Priority, run_chunked
 from headscope.engine.store import ResultStore
 
-from tests.conftest import make_task
+from tests.helpers import make_task
 
 
 class FakeClock:

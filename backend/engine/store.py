@@ -65,12 +65,15 @@ class ResultStore:
     def locked(self) -> threading.Lock:
         return self._lock
 
+    def _current_row(self, select: str, params: dict) -> tuple | None:
+        """The row `select` finds for `params` and this version (its two placeholders), or None."""
+        with self._lock:
+            return self._db.execute(select, (canonical_key(params), self.version)).fetchone()
+
     def get(self, params: dict) -> dict | None:
         """The stored JSON object under `params` if it was made by this version and reads back as an
         object; None otherwise (a miss)."""
-        with self._lock:
-            row = self._db.execute("SELECT value FROM results WHERE key = ? AND version = ?",
-                                   (canonical_key(params), self.version)).fetchone()
+        row = self._current_row("SELECT value FROM results WHERE key = ? AND version = ?", params)
         if row is None:
             return None
         try:
@@ -90,9 +93,7 @@ class ResultStore:
 
     def get_array(self, params: dict, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
         """The stored array of this version (of `shape`, when given), or None."""
-        with self._lock:
-            row = self._db.execute("SELECT dtype, shape, data FROM arrays WHERE key = ? AND version = ?",
-                                   (canonical_key(params), self.version)).fetchone()
+        row = self._current_row("SELECT dtype, shape, data FROM arrays WHERE key = ? AND version = ?", params)
         if row is None:
             return None
         try:
