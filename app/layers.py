@@ -9,7 +9,8 @@ Two views, both from the public API (docs/api.md, "Layers"):
   that example in the inspector with the same mask and mode.
 
 The mask and mode come from the URL, parsed by the inspector's own parser (`app.urlstate`), so one link
-moves between the two pages with its state.
+moves between the two pages with its state; so do the scatter's state and pooling (`state`, `pooling`),
+which the slider and the pooling choice write back.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def layout(api: ApiClient) -> Component:
         dcc.Store(id="layers-state"),
         dcc.Store(id="layers-jobs"),
         dcc.Store(id="layers-results"),
+        dcc.Store(id="layers-pca-view"),  # [state, pooling] as last taken from or written to the URL
         dcc.Interval(id="layers-poll", interval=POLL_MS, disabled=True),
         html.Section([
             html.Div(html.H2(f"Layers of {info['name']} on {info['task']['name']}"), className="section-head"),
@@ -79,9 +81,10 @@ def layout(api: ApiClient) -> Component:
     ], className="layers")
 
 
-def _job_request(state: ViewState, ablate: bool) -> dict[str, Any]:
-    heads = [list(h) for h in state.off] if ablate else []
-    return {"kind": "layers", "mode": state.mode, "split": SPLIT, "limit": None, "ablate": heads}
+def _job_request(mask: dict[str, Any], ablate: bool) -> dict[str, Any]:
+    """The `layers` job of the page's mask (``{"off", "mode"}``), or of the unablated model."""
+    return {"kind": "layers", "mode": mask["mode"], "split": SPLIT, "limit": None,
+            "ablate": mask["off"] if ablate else []}
 
 
 def lines_figure(results: dict[str, Any], metric: str) -> go.Figure:
@@ -150,9 +153,10 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
     @app.callback(Output("layers-state", "data"), Output("layers-mask", "children"),
                   Output("layers-problems", "children"), Output("layers-problems", "hidden"),
                   Output("layers-inspector-link", "href"),
-                  Input("url", "search"), Input("layers-model", "data"))
-    def read_url(search, info):
-        """The URL's state (the inspector's parser); what it names, what in it was invalid."""
+                  Input("url", "search"), Input("layers-model", "data"), State("layers-state", "data"))
+    def read_url(search, info, current):
+        """The URL's mask and mode (the inspector's parser); what it names, what in it was invalid. The
+        mask's store changes only with the mask, so moving the slider starts no job."""
         if not info:
             return no_update, no_update, no_update, no_update, no_update
         state, problems = _state(search, info)
@@ -160,8 +164,30 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         mask = html.Span([html.B("heads off: "), heads, html.B(" · mode: "), state.mode,
                           html.Span(f" · split {SPLIT} ({info['task']['splits'].get(SPLIT, 0)} examples)",
                                     className="muted")])
-        return ({"query": to_query(state), "off": [list(h) for h in state.off], "mode": state.mode}, mask,
-                " ".join(problems), not problems, inspector + to_query(state))
+        masked = {"off": [list(h) for h in state.off], "mode": state.mode}
+        return (no_update if masked == current else masked, mask, " ".join(problems), not problems,
+                inspector + to_query(state))
+
+    @app.callback(Output("url", "search", allow_duplicate=True), Output("layers-layer", "value"),
+                  Output("layers-pooling", "value"), Output("layers-pca-view", "data"),
+                  Input("url", "search"), Input("layers-layer", "value"), Input("layers-pooling", "value"),
+                  State("layers-pca-view", "data"), State("layers-model", "data"),
+                  prevent_initial_call="initial_duplicate")
+    def sync_pca_controls(search, layer, pooling, applied, info):
+        """The URL's `state` and `pooling` (docs/api.md, "Dashboard URL") set the slider and the pooling
+        choice; moving them writes the URL, so the link reproduces the scatter. `applied` is the URL's
+        pair last shown: a URL that differs from it (a link, Back) sets the controls, else the controls
+        changed and write the URL."""
+        if not info:
+            return no_update, no_update, no_update, no_update
+        view = _state(search, info)[0]
+        shown = [info["num_layers"] if view.state is None else view.state, view.pooling]
+        if shown != applied:
+            return (no_update, no_update if shown[0] == layer else shown[0],
+                    no_update if shown[1] == pooling else shown[1], shown)
+        chosen = replace(view, state=None if layer == info["num_layers"] else int(layer), pooling=pooling)
+        query = to_query(chosen)
+        return (no_update if query == to_query(view) else query), no_update, no_update, [int(layer), pooling]
 
     @app.callback(Output("layers-jobs", "data"), Output("layers-status", "children", allow_duplicate=True),
                   Input("layers-state", "data"), State("layers-model", "data"), prevent_initial_call=True)
@@ -169,11 +195,10 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         """The unablated model's `layers` job and, with heads off, the mask's (found stored when done before)."""
         if not state:
             return no_update, no_update
-        view = _state(state["query"], info)[0]
         try:
-            jobs = {"baseline": api.start_job(_job_request(view, ablate=False))}
-            if view.off:
-                jobs["masked"] = api.start_job(_job_request(view, ablate=True))
+            jobs = {"baseline": api.start_job(_job_request(state, ablate=False))}
+            if state["off"]:
+                jobs["masked"] = api.start_job(_job_request(state, ablate=True))
         except ApiError as exc:
             return None, exc.message
         return jobs, "starting…"
@@ -237,15 +262,15 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         return pca_figure(body, info["labels"]), "", source
 
     @app.callback(Output("url", "pathname", allow_duplicate=True), Output("url", "search", allow_duplicate=True),
-                  Input("layers-pca", "clickData"), State("layers-state", "data"), State("layers-model", "data"),
+                  Input("layers-pca", "clickData"), State("url", "search"), State("layers-model", "data"),
                   prevent_initial_call=True)
-    def open_example(click, state, info):
+    def open_example(click, search, info):
         """A clicked point opens its example in the inspector, with the same mask and mode."""
         try:
             example = int(click["points"][0]["customdata"][0])
         except (TypeError, KeyError, IndexError, ValueError):
             return no_update, no_update
-        view = _state(state["query"], info)[0]
+        view = _state(search, info)[0]
         return inspector, to_query(replace(view, ex=example, text=None, pair=None))
 
 

@@ -54,6 +54,9 @@ URL_PARAMS: tuple[Param, ...] = (
     Param("mode", "mask", "zero"),
     # the focused head's word view (docs/api.md, "Words, parses and syntax heads"): drawn for the focus
     Param("level", "focus", "token", omit_default=True, choices=("token", "word")),
+    # the Layers page's scatter (docs/api.md, "Dashboard URL"): state 0 (embeddings) .. L, omitted = the last
+    Param("state", "focus"),
+    Param("pooling", "focus", "first", omit_default=True, choices=("first", "mean")),
 )
 KNOWN_PARAMS = tuple(p.name for p in URL_PARAMS)
 
@@ -94,6 +97,8 @@ class ViewState:
     off: tuple[Head, ...] = field(default_factory=tuple)
     mode: str = "zero"
     level: str = "token"
+    state: int | None = None  # the Layers page's PCA: state 0 (embeddings) .. num_layers; None = the last
+    pooling: str = "first"  # the Layers page's PCA: the first token's state or the mean over tokens
 
     def url_values(self) -> dict[str, str | None]:
         """Each URL parameter's value as text (None: not in the link), the form both encoders take."""
@@ -101,7 +106,8 @@ class ViewState:
         return {"ex": str(self.ex) if example else None, "text": None if example else (self.text or ""),
                 "pair": None if example else (self.pair or None), "layer": str(self.layer),
                 "head": str(self.head), "off": ",".join(head_name(*h) for h in sorted(set(self.off))),
-                "mode": self.mode, "level": self.level}
+                "mode": self.mode, "level": self.level, "state": None if self.state is None else str(self.state),
+                "pooling": self.pooling}
 
 
 def head_name(layer: int, head: int) -> str:
@@ -204,6 +210,9 @@ def parse_query(query: str, shape: ModelShape) -> tuple[ViewState, list[str]]:
     if "head" in values:
         head = _parse_index("head", values["head"], shape.num_heads, "heads", problems) or 0
     state = replace(state, layer=layer, head=head)
+    if "state" in values:  # one more state than layers: the embeddings, then each layer's output
+        state = replace(state, state=_parse_index("state", values["state"], shape.num_layers + 1,
+                                                  "the Layers page's states (0 = embeddings)", problems))
 
     if "off" in values:
         state = replace(state, off=_parse_off(values["off"], shape, problems))

@@ -1,6 +1,7 @@
 """The Layers page in a real headless Chromium against a real server (API + UI in one uvicorn process):
-a link with a mask draws both charts from the API's numbers, and a point opens its example in the
-inspector with the same mask and mode."""
+a link with a mask draws both charts from the API's numbers, the scatter of the link's state and pooling
+(the slider writes them back into the link), and a point opens its example in the inspector with the
+same mask, mode and scatter state."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def viewport() -> dict[str, int]:
 
 def test_a_masked_link_draws_both_charts_and_a_point_opens_the_inspector(page, server: str) -> None:
     off, mode = "L1H0,L1H2,L2H1", "uniform"
-    page.goto(f"{server}/layers?off={off}&mode={mode}")
+    page.goto(f"{server}/layers?off={off}&mode={mode}&state=2&pooling=mean")
     expect(page.locator("#layers-mask")).to_contain_text("L1H0, L1H2, L2H1", timeout=WAIT_MS)
     # the lines: lens and probe, with the mask and unablated (4 traces), once both jobs are done
     expect(page.locator("#layers-lines .scatterlayer .trace")).to_have_count(4, timeout=WAIT_MS)
@@ -58,15 +59,26 @@ def test_a_masked_link_draws_both_charts_and_a_point_opens_the_inspector(page, s
         jobs = {job["params"]["mode"]: job for job in api.get("/jobs").json()["jobs"] if job["kind"] == "layers"}
         masked = api.get(f"/jobs/{jobs[mode]['id']}").json()["result"]
         assert masked["ablate"] == [[1, 0], [1, 2], [2, 1]] and None in jobs  # the unablated job beside it
-        scatter = api.post("/representations", json={"layer": 3, "ablate": masked["ablate"], "mode": mode}).json()
+        scatter = api.post("/representations", json={"layer": 2, "ablate": masked["ablate"], "mode": mode,
+                                                      "pooling": "mean"}).json()
     # every state is a point on each line
     for trace in range(4):
         expect(page.locator("#layers-lines .scatterlayer .trace").nth(trace).locator(".point")).to_have_count(4)
-    # the scatter of the last state (the slider's default): every dev example is a point
+    # the scatter of the link's state and pooling: every dev example is a point
     points = page.locator("#layers-pca .scatterlayer .point")
     expect(points).to_have_count(len(scatter["points"]), timeout=WAIT_MS)
     wrong = sum(p["label"] != p["predicted"] for p in scatter["points"])
-    expect(page.locator("#layers-pca-source")).to_contain_text(f"{wrong} predicted wrong", timeout=WAIT_MS)
+    source = page.locator("#layers-pca-source")
+    expect(source).to_contain_text(f"state 2, mean pooling, {scatter['n']} dev examples", timeout=WAIT_MS)
+    expect(source).to_contain_text(f"{wrong} predicted wrong", timeout=WAIT_MS)
+    slider = page.get_by_role("slider")
+    expect(slider).to_have_attribute("aria-valuenow", "2")
+    # moving the slider writes its state into the link
+    slider.focus()
+    slider.press("ArrowLeft")
+    page.wait_for_url(re.compile(r"[?&]state=1(&|$)"), timeout=WAIT_MS)
+    expect(source).to_contain_text("state 1, mean pooling", timeout=WAIT_MS)
+    assert parse_qs(urlsplit(page.url).query)["pooling"] == ["mean"]
 
     # a click on a point opens that example in the inspector, with the same mask and mode
     box = points.first.bounding_box()
@@ -78,6 +90,7 @@ def test_a_masked_link_draws_both_charts_and_a_point_opens_the_inspector(page, s
     page.wait_for_url("**/?ex=*", timeout=WAIT_MS)
     query = parse_qs(urlsplit(page.url).query)
     assert query["off"] == [off] and query["mode"] == [mode] and query["ex"] == [str(example)]
+    assert query["state"] == ["1"] and query["pooling"] == ["mean"]  # kept for the way back
     expect(page.locator("#score")).to_be_visible(timeout=WAIT_MS)
     # and the inspector links back to this page for its current state
     link = page.locator("#layers-link")
@@ -86,3 +99,5 @@ def test_a_masked_link_draws_both_charts_and_a_point_opens_the_inspector(page, s
     link.click()
     page.wait_for_url(re.compile(rf"/layers\?ex={example}&"), timeout=WAIT_MS)
     expect(page.locator("#layers-mask")).to_contain_text("L1H0, L1H2, L2H1", timeout=WAIT_MS)
+    expect(page.locator("#layers-pca-source")).to_contain_text("state 1, mean pooling", timeout=WAIT_MS)
+    expect(page.get_by_role("slider")).to_have_attribute("aria-valuenow", "1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from headscope.app.urlstate import ModelShape, ViewState, parse_query, to_query
+from headscope.engine.atlas.layers import POOLINGS  # the API's poolings: the link must name each
 from headscope.engine.interventions import ABLATION_MODES
 from hypothesis import given
 from hypothesis import strategies as st
@@ -103,6 +104,19 @@ def test_an_unknown_level_falls_back_and_names_the_allowed_ones() -> None:
     assert len(problems) == 1 and "level='sentence'" in problems[0] and "token, word" in problems[0]
 
 
+def test_the_layers_pages_state_and_pooling_are_in_the_link() -> None:
+    """The Layers page's scatter: state 0 (embeddings) to num_layers (one more than the layers), pooling."""
+    state, problems = parse_query(f"?off=L1H0&state={SHAPE.num_layers}&pooling=mean", SHAPE)
+    assert problems == [] and (state.state, state.pooling, state.off) == (SHAPE.num_layers, "mean", ((1, 0),))
+    assert to_query(state) == f"?ex=0&layer=0&head=0&off=L1H0&mode=zero&state={SHAPE.num_layers}&pooling=mean"
+    assert "state" not in to_query(ViewState()) and "pooling" not in to_query(ViewState())
+    state, problems = parse_query(f"?state={SHAPE.num_layers + 1}&pooling=max", SHAPE)
+    assert (state.state, state.pooling) == (None, "first")
+    joined = " ".join(problems)
+    assert f"state={SHAPE.num_layers + 1} is out of range" in joined and f"0..{SHAPE.num_layers}" in joined
+    assert "pooling='max'" in joined and "first, mean" in joined
+
+
 def test_huge_values_are_shortened_in_explanations() -> None:
     _, problems = parse_query("?mode=" + "x" * 5000, SHAPE)
     assert len(problems[0]) < 200
@@ -113,10 +127,12 @@ texts = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=
 STATES = st.one_of(  # every kind of view a link can name (the browser test reuses it)
     st.builds(ViewState, ex=st.integers(0, SHAPE.dev_size - 1), text=st.none(), pair=st.none(),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
-              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS)),
+              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS),
+              state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS)),
     st.builds(ViewState, ex=st.none(), text=texts, pair=st.one_of(st.none(), texts),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
-              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS)),
+              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS),
+              state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS)),
 )
 
 
@@ -126,14 +142,15 @@ def test_every_state_survives_its_own_link(state: ViewState) -> None:
     assert problems == []
     assert parsed == ViewState(ex=state.ex, text=state.text, pair=state.pair, layer=state.layer,
                                head=state.head, off=tuple(sorted(set(state.off))), mode=state.mode,
-                               level=state.level)
+                               level=state.level, state=state.state, pooling=state.pooling)
     assert to_query(parsed) == to_query(state)  # canonical: one link per view
 
 
 @given(st.text(max_size=200))
 def test_any_query_parses_to_a_valid_state(query: str) -> None:
     state, _ = parse_query(query, SHAPE)
-    assert state.mode in MODES and state.level in LEVELS
+    assert state.mode in MODES and state.level in LEVELS and state.pooling in POOLINGS
+    assert state.state is None or 0 <= state.state <= SHAPE.num_layers
     assert 0 <= state.layer < SHAPE.num_layers and 0 <= state.head < SHAPE.num_heads
     assert all(0 <= layer < SHAPE.num_layers and 0 <= head < SHAPE.num_heads for layer, head in state.off)
     assert (state.ex is None) != (state.text is None)
