@@ -173,8 +173,8 @@ def inspector_href(prefix: str, layer: int, head: int, off: list[Head] | tuple[H
 
 def head_grid(kind: str, result: Payload, statistic: str, pattern: str) -> tuple[np.ndarray, str] | None:
     """The ``[layers, heads]`` values a layer x head map shows for this result, and its title."""
-    if kind in ("single-head", "importance", "similarity"):
-        name = {"single-head": "delta", "importance": "importance", "similarity": "similarity"}[kind]
+    if kind in ("single-head", "importance", "similarity", "means"):
+        name = {"single-head": "delta", "importance": "importance", "similarity": "similarity", "means": "norm"}[kind]
         return np.asarray(result[name], dtype=np.float32), name
     if kind in ("stats", "patterns"):
         layers = 1 + max(h["layer"] for h in result["heads"])

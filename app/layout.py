@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from dash import dcc, html
+from headscope.app.means_callbacks import means_components
 from headscope.app.urlstate import URL_PARAMS, head_name
 
 GRAPH_CONFIG: dict[str, Any] = {
@@ -73,6 +74,7 @@ def _score_panel(metric: str) -> html.Section:
         ], className="score-row"),
         html.Div(html.Div(f"{metric} on all of dev", className="muted small"), id="score-details"),
         html.Div(id="score-status", className="status small", role="status"),
+        *means_components(),
         html.H3("Flipped examples", className="subhead"),
         html.Div(id="flipped-list", className="flipped-list"),
         html.Div([

@@ -19,6 +19,7 @@ from dash.exceptions import PreventUpdate
 from headscope.app import formatting
 from headscope.app.api_client import ApiClient, ApiError
 from headscope.app.attention_callbacks import request_state
+from headscope.app.means_callbacks import needs_means
 
 Payload = dict[str, Any]
 MAX_FLIPPED_SHOWN = 60  # each is a component; the JSON export has them all
@@ -91,11 +92,14 @@ def flipped_items(result: Payload, examples: list[Payload], labels: list[str]) -
 
 
 def make_show_score(api: ApiClient):
-    def show_score(request: str | None, model_info: Payload | None) -> tuple:
-        """evaluate-request -> #score, #baseline-score, the difference, the lines under them, the flipped list."""
+    def show_score(request: str | None, means_ready: bool, model_info: Payload | None) -> tuple:
+        """evaluate-request -> #score, #baseline-score, the difference, the lines under them, the flipped list.
+        A mean-mode score waits (busy) until the server has the means (means_callbacks shows their job)."""
         if request is None or not model_info:
             raise PreventUpdate
         state = request_state(request, model_info)
+        if needs_means(state) and not means_ready:
+            raise PreventUpdate
         try:
             result = api.evaluate(state.off, state.mode)
             examples = api.dev_examples(model_info["fingerprint"])
@@ -117,5 +121,6 @@ def register(app: Dash, api: ApiClient) -> None:
         Output("score-delta", "children"), Output("score-delta", "className"),
         Output("score-details", "children"), Output("score-status", "children", allow_duplicate=True),
         Output("flipped-list", "children"),
-        Input("evaluate-request", "data"), State("model-info", "data"), prevent_initial_call=True,
+        Input("evaluate-request", "data"), Input("means-ready", "data"), State("model-info", "data"),
+        prevent_initial_call=True,
     )(make_show_score(api))

@@ -139,19 +139,31 @@ def prepare(
         Path | None,
         typer.Option(help="Where data and models go (default: HEADSCOPE_CACHE_DIR or ~/.cache/headscope)."),
     ] = None,
+    model: ModelOption = None,
+    task: TaskOption = None,
+    metric: Annotated[str | None, typer.Option(help="Metric for a task file: accuracy, f1 or mcc.")] = None,
 ) -> None:
-    """Build the embedded default model (MiniLM-L6 fine-tuned on Rotten Tomatoes sentences) and exit."""
-    from headscope.engine.default_model import load_metadata, prepare_default_model
-    from headscope.engine.errors import PrepareError
+    """Make a model ready to serve, and exit: build the embedded default model (MiniLM-L6 fine-tuned on Rotten
+    Tomatoes sentences) unless --model names another, then compute and store the per-head means that
+    mean mode needs (over the task's train split), so no first mean-mode request waits for them."""
+    from headscope.engine.errors import EngineError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = Settings(cache_dir=cache_dir) if cache_dir is not None else Settings()
-    started = time.monotonic()
+    settings = _settings(cache_dir=cache_dir, model=model, task=task, metric=metric)
     try:
-        model_dir = prepare_default_model(settings.cache_dir, max_steps=max_steps)
-    except PrepareError as exc:
+        if settings.model is None:
+            _prepare_default(settings, max_steps)
+        _prepare_means(settings)
+    except EngineError as exc:  # PrepareError, or a model or task that cannot be loaded
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _prepare_default(settings: Settings, max_steps: int | None) -> None:
+    from headscope.engine.default_model import load_metadata, prepare_default_model
+
+    started = time.monotonic()
+    model_dir = prepare_default_model(settings.cache_dir, max_steps=max_steps)
     meta = load_metadata(model_dir)
     waited = time.monotonic() - started
     typer.echo(f"model: {model_dir}")
@@ -163,6 +175,23 @@ def prepare(
         f"{meta['steps']} steps; built in {meta['elapsed_seconds']:.0f} s on {meta['date']}"
         + (" (already prepared)" if waited < 1 else f"; this run took {waited:.0f} s")
     )
+
+
+def _prepare_means(settings: Settings) -> None:
+    """The per-head means of mean mode, stored in the results store as the `means` job stores them."""
+    from headscope.engine.workspace import build_engine
+    from tqdm import tqdm
+
+    engine = build_engine(settings)
+    split = engine.task.reference_split
+    known = engine.has_head_means()
+    started = time.monotonic()
+    with tqdm(total=1000, desc=f"mean mode: head means over {split}", unit="‰", disable=known,
+              bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+        engine.head_means(lambda share: bar.update(max(0, round(share * 1000) - bar.n)))
+    how = "already stored" if known else f"computed in {time.monotonic() - started:.0f} s"
+    typer.echo(f"mean mode: per-head means over the {len(engine.task.split(split))} {split} examples {how} "
+               f"({settings.results_db})")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from headscope.engine.scheduling import (
     Priority,
     Progress,
     Scheduler,
+    check_cancelled,
     never_cancelled,
     no_progress,
     run_chunked,
@@ -64,6 +65,7 @@ class Sized(Protocol):
 
 S = TypeVar("S", bound=Sized)
 MaskLike = HeadMask | Iterable[Sequence[int]]
+MEANS_WAIT_POLL_S = 0.25  # how often a caller waiting for another's means computation reads its progress
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ class Engine:
         self._attention: OrderedDict[tuple, AttentionResult] = OrderedDict()
         self._derived: OrderedDict[tuple, Sized] = OrderedDict()  # kept_states: anything with `nbytes`
         self._means: torch.Tensor | None = None
+        self._means_share = 0.0  # how far the computation of the means in progress is (0..1)
         self.mask_pool: MaskPool | None = None  # workers that run a sweep's chunks elsewhere (Ray)
         self._page_predictions: dict[str, np.ndarray] = {}  # split -> baseline prediction per example, -1 = not yet
         self._grams: list[torch.Tensor] | None = None
@@ -228,20 +231,33 @@ class Engine:
     # -- mean ablation statistics ----------------------------------------------------------------
     def head_means(self, progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> torch.Tensor:
         """Per-head mean output over the reference split ``[layers, heads, head_dim]``: computed once (in
-        chunks of batch work), stored."""
-        with self._once_lock("head-means"):
+        chunks of batch work), stored. A caller that finds another one computing them waits for that
+        computation and follows its progress (so the `means` job shows it, whoever started it);
+        `cancelled` stops the wait or this caller's own computation before its next chunk."""
+        lock = self._once_lock("head-means")
+        while not lock.acquire(timeout=MEANS_WAIT_POLL_S):
+            check_cancelled(cancelled)
+            progress(self._means_share)
+        try:
             if self._means is None:
                 key = self.result_key("head-means", split=self.task.reference_split)
                 shape = (self.model.num_layers, self.model.num_heads, self.model.head_dim)
                 stored = self.store.get_array(key, shape)
                 if stored is None:
+                    def share(done: float) -> None:
+                        self._means_share = done
+                        progress(done)
+
+                    self._means_share = 0.0
                     examples = self.task.split(self.task.reference_split)
                     stored = head_output_means(self.model, examples, self.batch_size,
-                                               run=self.chunked(progress, cancelled)).numpy()
+                                               run=self.chunked(share, cancelled)).numpy()
                     self.store.put_array(key, stored)
                 self._means = torch.from_numpy(stored).to(self.model.device)
-            progress(1.0)
-            return self._means
+        finally:
+            lock.release()
+        progress(1.0)
+        return self._means
 
     def has_head_means(self) -> bool:
         """The per-head means are at hand (in memory or stored), so mean mode answers without computing them."""

@@ -6,7 +6,9 @@ results go to a ``jobs`` table in the engine's SQLite file; after a restart, ``g
 find them there and answer at once, without running the model. Jobs run one at a time (a
 ``ThreadPoolExecutor`` with one worker, a future per job); their model work goes through the engine's
 scheduler as time-sized chunks at batch priority, so an interactive request waits at most for one chunk,
-and a cancel takes effect before the next chunk.
+and a cancel takes effect before the next chunk. The `means` job is the exception to "one at a time": mean
+mode waits for it (the dashboard shows its progress before a mean-mode score), so it runs in a worker of
+its own instead of queueing behind a sweep; its chunks still queue in the one scheduler.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class JobManager:
         self.base_model = base_model
         self._jobs: dict[str, Job] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="headscope-jobs")  # one at a time
+        self._means_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="headscope-means")
         self._lock = threading.Lock()
         store = engine.store
         with store.locked():
@@ -134,7 +137,8 @@ class JobManager:
                 return stored
             job = Job(id=job_id, kind=kind, params=params)
             self._jobs[job_id] = job
-            job.future = self._executor.submit(self._run, job)
+            executor = self._means_executor if kind == "means" else self._executor
+            job.future = executor.submit(self._run, job)
         return job
 
     def lookup(self, kind: str, mode: str | None = "zero", split: str | None = None, limit: int | None = None,
@@ -190,7 +194,8 @@ class JobManager:
             for job in self._jobs.values():
                 if job.state in ("queued", "running"):
                     job.cancel_event.set()
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        for executor in (self._executor, self._means_executor):
+            executor.shutdown(wait=True, cancel_futures=True)
 
     # -- the worker ---------------------------------------------------------------------------------
     def _run(self, job: Job) -> None:

@@ -85,6 +85,8 @@ KINDS: dict[str, JobKind] = {
                       ("ablate",)),
     "pairs": JobKind("Every pair of heads disabled together: delta and interaction beyond both heads alone", True,
                      ("heads",)),
+    "means": JobKind("Per-head mean outputs over the reference split (train when the task has one), which mean mode "
+                     "puts in place of a disabled head's output; computed once and stored", False),
 }
 MASKED_KINDS = tuple(name for name, kind in KINDS.items() if "ablate" in kind.params)  # run under a head mask
 
@@ -107,6 +109,8 @@ def normalise_params(engine: Engine, kind: str, mode: str | None = "zero", split
     """Checked, canonical parameters of a job; an InputError names what is allowed."""
     if kind not in KINDS:
         raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
+    if kind == "means":  # always all of the reference split, whatever was sent (as a mode is for stats)
+        split, limit = engine.task.reference_split, None
     mode = engine.check_mode(mode or "zero")
     split = engine.task.split_name(split)
     sizes = engine.task.sizes()
@@ -206,6 +210,13 @@ def _patterns(engine: Engine, params: dict, progress: Progress, cancelled: Cance
     return {"split": params["split"], **counter.result()}
 
 
+def _means(engine: Engine, params: dict, progress: Progress, cancelled: Cancelled) -> dict:
+    """Compute (or find stored) the per-head means; the result says over what, and each mean's length."""
+    means = engine.head_means(progress, cancelled)
+    return {"split": params["split"], "n": len(engine.task.split(params["split"])),
+            "head_dim": int(means.shape[-1]), "norm": means.float().norm(dim=-1).cpu().tolist()}
+
+
 def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_progress,
             cancelled: Cancelled = never_cancelled, *, base_model: str | None = None) -> dict:
     """Run one analysis with already normalised `params`; returns its JSON-ready result."""
@@ -234,6 +245,8 @@ def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_pro
         return layer_readouts(engine, params["ablate"], mode, split, limit, **common)
     if kind == "syntax":
         return _syntax(engine, params, progress, cancelled)
+    if kind == "means":
+        return _means(engine, params, progress, cancelled)
     raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
 
 
@@ -266,7 +279,7 @@ def result_rows(result: dict) -> list[dict]:
     if "steps" in result:  # greedy
         return [{**{k: v for k, v in s.items() if k not in ("heads", "added")},
                  "added": "L{}H{}".format(*s["added"])} for s in result["steps"]]
-    for name in ("delta", "importance", "similarity"):
+    for name in ("delta", "importance", "similarity", "norm"):
         grid = result.get(name)
         if grid is None:
             continue
