@@ -14,7 +14,7 @@ from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from bench.browser import CHROMIUM, chromium
+from bench.browser import CHROMIUM
 from tests.helpers import make_task
 from tests.test_scheduling import hold
 
@@ -28,7 +28,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 
-def test_mean_mode_without_means_shows_the_job_progress_then_the_score(tiny_model: LoadedModel,
+def test_mean_mode_without_means_shows_the_job_progress_then_the_score(page, tiny_model: LoadedModel,
                                                                         tmp_path: Path) -> None:
     engine = Engine(tiny_model, make_task(dev=40, train=30), ResultStore(tmp_path / "results.sqlite"), batch_size=8)
     apps = []
@@ -37,10 +37,7 @@ def test_mean_mode_without_means_shows_the_job_progress_then_the_score(tiny_mode
         apps.append(create_app(Settings(cache_dir=tmp_path), engine=engine, ui=dashboard_asgi(f"{url}/api")))
         return apps[0]
 
-    with serve_in_thread(make_app) as url, chromium() as browser:
-        page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with serve_in_thread(make_app) as url:
         holder, release = hold(apps[0].state.gate)  # a chunk in progress: the means can not start yet
         try:
             page.goto(f"{url}/?off=L1H2&mode=mean")
@@ -62,4 +59,3 @@ def test_mean_mode_without_means_shows_the_job_progress_then_the_score(tiny_mode
         assert expected["cached"] is True and expected["mode"] == "mean"  # the page's request stored it
         expect(page.locator("#score")).to_have_text(f"{expected['score']:.3f}")
         assert [j["state"] for j in jobs if j["kind"] == "means"] == ["done"]
-        assert errors == []
