@@ -128,9 +128,10 @@ def private_imports(tree: Path) -> dict[str, object]:
             elif (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
                   and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls", *aliases))):
                 reached[where].add(f"{ast.unparse(node.value)}.{node.attr}")
-    project = {m: sorted(n) for m, n in found.items() if any(_root(x) in PROJECT_PACKAGES for x in n)}
+    project = {m: sorted(x for x in n if _root(x) in PROJECT_PACKAGES) for m, n in found.items()}
+    third = {m: sorted(x for x in n if _root(x) not in PROJECT_PACKAGES) for m, n in found.items()}
+    project, third = ({m: n for m, n in names.items() if n} for names in (project, third))
     others = {m: sorted(n) for m, n in reached.items()}
-    third = {m: sorted(n) for m, n in found.items() if any(_root(x) not in PROJECT_PACKAGES for x in n)}
     return {"modules": len(found), "project_modules": len(project), "third_party_modules": len(third),
             "project": dict(sorted(project.items())), "third_party": dict(sorted(third.items())),
             "private_attribute_modules": len(others), "private_attributes": dict(sorted(others.items()))}
