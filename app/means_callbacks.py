@@ -39,14 +39,17 @@ def means_components() -> list[Component]:
     ]
 
 
-def progress_line(job: Payload) -> Component:
+def progress_line(job: Payload, model_info: Payload) -> Component:
     """The job's state in words and as a bar."""
     share = float(job.get("progress") or 0.0)
     left = f" · about {job['eta_s']:.0f} s left" if job.get("eta_s") is not None and share > 0 else ""
     doing = "waiting for its turn" if job["state"] == "queued" else f"{100 * share:.0f} % done{left}"
+    split = job["params"]["split"]
+    size = model_info["task"]["splits"].get(split)
+    over = f"the {size:,} {split} examples" if size else f"the {split} split"
     return html.Div([
-        html.Span("Mean mode puts in place of a disabled head its mean output over the task's training "
-                  "examples; computing those means, once for this model: "),
+        html.Span(f"Mean mode puts in place of a disabled head its mean output over {over}; computing those "
+                  "means, once for this model and task: "),
         html.Span(doing, id="means-progress-text"),
         html.Progress(id="means-progress", value=f"{share:.3f}", max="1"),
     ])
@@ -66,7 +69,7 @@ def make_follow_means(api: ApiClient):
         if job["state"] == "done":
             return "", True, True
         if job["state"] in ("queued", "running"):
-            return progress_line(job), False, no_update
+            return progress_line(job, model_info), False, no_update
         return (f"Computing the mean-mode statistics {job['state']}: {job.get('error') or 'stopped'} "
                 "(reload the page to try again)"), True, no_update
 

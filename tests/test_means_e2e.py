@@ -42,7 +42,7 @@ def test_mean_mode_without_means_shows_the_job_progress_then_the_score(page, tin
         try:
             page.goto(f"{url}/?off=L1H2&mode=mean")
             status = page.locator("#means-status")
-            expect(status).to_contain_text("computing those means", timeout=WAIT_MS)
+            expect(status).to_contain_text("over the 30 train examples; computing those means", timeout=WAIT_MS)
             expect(page.locator("#means-progress-text")).to_have_text("0 % done", timeout=WAIT_MS)
             expect(page.locator("#means-progress")).to_have_attribute("value", "0.000")
             expect(page.locator("#score")).to_have_attribute("aria-busy", "true")
