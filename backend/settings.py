@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413 above).")
     batch_size: int = Field(default=64, ge=1, description="Examples per forward pass in evaluation.")
     layer_cache_bytes: int = Field(
-        default=2 * 1024**3, ge=0, description="Memory for the hidden states kept per split (0 = none)."
+        default=2 * 1024**3, ge=0,
+        description="Memory for the hidden states kept per split, and the Layers page's per-layer readouts (0 = none)."
     )
     attention_cache_bytes: int = Field(
         default=1024**3, ge=0,
