@@ -85,23 +85,24 @@ class ApiClient:
 
     @staticmethod
     def _attention_body(text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str,
-                        fmt: str, heads: Sequence[Sequence[int]] | None, measure: str = "weights",
-                        level: str = "token") -> dict[str, Any]:
-        return {"text": text, "text_pair": text_pair or None, "ablate": [list(h) for h in ablate], "mode": mode,
-                "format": fmt, "heads": None if heads is None else [list(h) for h in heads], "measure": measure,
-                "level": level}
+                        fmt: str, heads: Sequence[Sequence[int]] | None, **fields: Any) -> dict[str, Any]:
+        """The `/api/attention` request body; `fields` are further request fields (`measure`, `level`, `size`)
+        as docs/api.md names them, left out when None."""
+        body = {"text": text, "text_pair": text_pair or None, "ablate": [list(h) for h in ablate], "mode": mode,
+                "format": fmt, "heads": None if heads is None else [list(h) for h in heads]}
+        return body | {key: value for key, value in fields.items() if value is not None}
 
     def attention(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str,
                   fmt: str = "json", heads: Sequence[Sequence[int]] | None = None, measure: str = "weights",
                   level: str = "token") -> dict[str, Any]:
-        body = self._attention_body(text, text_pair, ablate, mode, fmt, heads, measure, level)
+        body = self._attention_body(text, text_pair, ablate, mode, fmt, heads, measure=measure, level=level)
         return self._call("POST", "/attention", json=body)
 
-    def attention_text(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]],
-                       mode: str, measure: str = "weights") -> str:
-        """Every head (every layer for rollout) in float16, as the API's answer text: passed to the browser
-        as is, never decoded here."""
-        body = self._attention_body(text, text_pair, ablate, mode, "f16", None, measure)
+    def attention_text(self, text: str, text_pair: str | None, ablate: Sequence[Sequence[int]], mode: str, *,
+                       fmt: str = "f16", heads: Sequence[Sequence[int]] | None = None, **fields: Any) -> str:
+        """The API's answer as text (`f16` or `thumb`; `fields` as `_attention_body` takes them), passed to the
+        browser as is, never decoded here."""
+        body = self._attention_body(text, text_pair, ablate, mode, fmt, heads, **fields)
         return self._send("POST", "/attention", json=body).text
 
     def parse(self, text: str, text_pair: str | None) -> dict[str, Any]:

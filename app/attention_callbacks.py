@@ -1,14 +1,19 @@
-"""Attention for the current input and mask: fetched once per input and mask, drawn in the browser.
+"""Attention for the current input and mask, fetched in two sizes and drawn in the browser.
 
-`deriveRequests` turns the URL into `attention-request` and `evaluate-request` (the canonical query of
-what each depends on), so moving the focus fetches nothing. The server side asks the API for every head
-in float16 and passes the API's answer text through untouched (no decoding in the Dash process); with
-heads disabled it also fetches the unablated answer for the difference view. Thumbnails, the focused
-heatmap, the lines and the difference view are drawn from that by static/headscope.js.
+`deriveRequests` turns the URL into the canonical query of what each fetch depends on:
+- `grid-request` (input and mask) -> `grid-attention`: every head as a pooled thumbnail (`format:
+  "thumb"`, docs/api.md), about 1 MB for 384 heads at 512 tokens, fetched once per input and mask;
+- `focus-request` (input, mask and focus) -> `focus-attention`: the focused head's full map, and the
+  same head unmasked when heads are off (for the difference view). Moving the focus fetches this one
+  head only; the grid is not fetched again.
+The server side passes the API's answer text through untouched (no decoding in the Dash process); the
+thumbnails, the heatmap, the lines and the difference view are drawn from it by static/headscope.js.
+Every map request is built by `attention_answer`: a new request field (a measure, say) goes there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dash import ALL, Dash, Input, Output, State
@@ -18,6 +23,7 @@ from headscope.app.clientside import js
 from headscope.app.urlstate import ModelShape, ViewState, parse_query
 
 Payload = dict[str, Any]
+THUMB_SIZE = 32  # each grid picture is at most this many rows and columns (the API's default)
 
 
 def input_of(api: ApiClient, state: ViewState, model_info: Payload) -> tuple[str, str | None]:
@@ -35,35 +41,69 @@ def request_state(request: str, model_info: Payload) -> ViewState:
     return parse_query(request, ModelShape.from_model_info(model_info))[0]
 
 
-def make_fetch_attention(api: ApiClient):
-    def fetch_attention(request: str | None, model_info: Payload | None) -> Payload:
-        """attention-request -> the API's answers as text: under the mask, and unmasked when heads are off."""
+def attention_answer(api: ApiClient, state: ViewState, model_info: Payload, *, fmt: str,
+                     heads: Sequence[Sequence[int]] | None, masked: bool = True) -> str:
+    """The one place the inspector asks `/api/attention` for maps: the state's input under its mask (or
+    with nothing disabled, `masked=False`), in `fmt`, for `heads` (None: every head). The answer text."""
+    text, pair = input_of(api, state, model_info)
+    ablate, mode = (state.off, state.mode) if masked else ((), "zero")
+    size = THUMB_SIZE if fmt == "thumb" else None
+    return api.attention_text(text, pair, ablate, mode, fmt=fmt, heads=heads, size=size)
+
+
+def make_fetch_grid(api: ApiClient):
+    def fetch_grid(request: str | None, model_info: Payload | None) -> Payload:
+        """grid-request -> every head's thumbnail under the mask, as the API's answer text."""
         if request is None or not model_info:
             raise PreventUpdate
         state = request_state(request, model_info)
         try:
-            text, pair = input_of(api, state, model_info)
-            masked = api.attention_text(text, pair, state.off, state.mode)
-            baseline = api.attention_text(text, pair, [], "zero") if state.off else None
+            masked = attention_answer(api, state, model_info, fmt="thumb", heads=None)
+        except ApiError as exc:
+            return {"request": request, "masked": None, "error": exc.message}
+        return {"request": request, "masked": masked, "error": None}
+
+    return fetch_grid
+
+
+def make_fetch_focus(api: ApiClient):
+    def fetch_focus(request: str | None, model_info: Payload | None) -> Payload:
+        """focus-request -> the focused head's full map under the mask, and unmasked when heads are off."""
+        if request is None or not model_info:
+            raise PreventUpdate
+        state = request_state(request, model_info)
+        heads = [[state.layer, state.head]]
+        try:
+            masked = attention_answer(api, state, model_info, fmt="f16", heads=heads)
+            baseline = (attention_answer(api, state, model_info, fmt="f16", heads=heads, masked=False)
+                        if state.off else None)
         except ApiError as exc:
             return {"request": request, "masked": None, "baseline": None, "error": exc.message}
         return {"request": request, "masked": masked, "baseline": baseline, "error": None}
 
-    return fetch_attention
+    return fetch_focus
 
 
 def register(app: Dash, api: ApiClient) -> None:
-    app.clientside_callback(js("deriveRequests"), Output("attention-request", "data"),
+    app.clientside_callback(js("deriveRequests"), Output("grid-request", "data"), Output("focus-request", "data"),
                             Output("evaluate-request", "data"), Output("head-grid", "aria-busy", allow_duplicate=True),
-                            Input("page-search", "data"), State("attention-request", "data"),
-                            State("evaluate-request", "data"), prevent_initial_call=True)
-    app.callback(Output("attention", "data"), Input("attention-request", "data"), State("model-info", "data"),
-                 prevent_initial_call=True)(make_fetch_attention(api))
-    app.clientside_callback(js("drawThumbnails"), Output({"focus": ALL}, "style"), Output("head-grid", "aria-busy"),
-                            Input("attention", "data"), Input("attention-request", "data"))
-    app.clientside_callback(js("drawFocus"), Output("heatmap", "figure"), Output("lines", "figure"),
-                            Output("diff", "figure"), Output("focus-title", "children"), Output("lines", "style"),
-                            Input("page-search", "data"), Input("attention", "data"))
+                            Input("page-search", "data"), State("grid-request", "data"),
+                            State("focus-request", "data"), State("evaluate-request", "data"),
+                            prevent_initial_call=True)
+    app.callback(Output("grid-attention", "data"), Input("grid-request", "data"), State("model-info", "data"),
+                 prevent_initial_call=True)(make_fetch_grid(api))
+    app.callback(Output("focus-attention", "data"), Input("focus-request", "data"), State("model-info", "data"),
+                 prevent_initial_call=True)(make_fetch_focus(api))
+    app.clientside_callback(js("drawThumbnails"), Output("head-grid", "style"), Output("head-grid", "aria-busy"),
+                            Input("grid-attention", "data"), Input("grid-request", "data"), State("head-grid", "style"))
+    app.clientside_callback(js("drawFocus"), Output("heatmap", "figure"), Output("diff", "figure"),
+                            Output("focus-title", "children"), Output("focus-panel", "aria-busy"),
+                            Input("focus-attention", "data"), Input("focus-request", "data"))
+    app.clientside_callback(js("drawLines"), Output("lines", "figure"), Output("lines", "style"),
+                            Output("lines-window", "max"), Output("lines-window-label", "children"),
+                            Input("focus-attention", "data"), Input("lines-window", "value"))
+    app.clientside_callback(js("followZoom"), Output("diff", "figure", allow_duplicate=True),
+                            Input("heatmap", "relayoutData"), prevent_initial_call=True)
     # The mask's look follows evaluate-request, which changes only when the mask or mode does, so moving
     # the focus leaves the grid's many toggles alone.
     app.clientside_callback(

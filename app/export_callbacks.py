@@ -97,7 +97,7 @@ def register(app: Dash, api: ApiClient) -> None:
                  State("model-info", "data"), prevent_initial_call=True)(make_export_numbers(api))
     app.clientside_callback(js("exportFigure"), Output("figure-export", "data"),
                             Input({"export": ALL, "format": ALL}, "n_clicks"), State("page-search", "data"),
-                            State("attention", "data"), State("model-info", "data"), prevent_initial_call=True)
+                            State("grid-attention", "data"), State("model-info", "data"), prevent_initial_call=True)
 
     @app.callback(Output("download-html", "data"), Output("export-status", "children"),
                   Input("export-html", "n_clicks"), State("url", "search"), State("share-url", "value"),

@@ -52,7 +52,7 @@ def prediction_table(labels: list[str], masked: Payload, baseline: Payload) -> C
 
 def make_show_input(api: ApiClient):
     def show_input(request: str | None, model_info: Payload | None) -> list[Component]:
-        """attention-request -> the input (example with its gold label, or the typed text) and the prediction."""
+        """grid-request -> the input (example with its gold label, or the typed text) and the prediction."""
         if request is None or not model_info:
             raise PreventUpdate
         state = request_state(request, model_info)
@@ -87,5 +87,5 @@ def make_show_input(api: ApiClient):
 def register(app: Dash, api: ApiClient) -> None:
     app.callback(Output("example-picker", "options"), Output("example-picker", "placeholder"),
                  Input("model-info", "data"))(make_load_examples(api))
-    app.callback(Output("input-summary", "children"), Input("attention-request", "data"),
+    app.callback(Output("input-summary", "children"), Input("grid-request", "data"),
                  State("model-info", "data"), prevent_initial_call=True)(make_show_input(api))

@@ -28,9 +28,11 @@ def _stores(model_info: dict[str, Any]) -> list[Any]:
         dcc.Store(id="page-search"),  # {search, how}: the canonical query the page shows (state_callbacks)
         dcc.Store(id="external-search"),  # a URL the page did not write, for the server to check
         dcc.Store(id="problems", data=[]),  # what could not be shown, one message each
-        dcc.Store(id="attention-request"),  # canonical query of the input and mask (attention_callbacks)
+        dcc.Store(id="grid-request"),  # canonical query of the input and mask (attention_callbacks)
+        dcc.Store(id="focus-request"),  # canonical query of the input, mask and focus (attention_callbacks)
         dcc.Store(id="evaluate-request"),  # canonical query of the mask (score_callbacks)
-        dcc.Store(id="attention"),  # the API's answer text for attention-request, untouched
+        dcc.Store(id="grid-attention"),  # every head's thumbnail: the API's answer text, untouched
+        dcc.Store(id="focus-attention"),  # the focused head's full map (and unmasked): the API's text, untouched
         dcc.Store(id="word-request"),  # canonical query of the word view, null at token level (word_callbacks)
         dcc.Store(id="figure-export"),  # when a figure was last downloaded (the browser draws it)
         dcc.Download(id="download"),
@@ -38,9 +40,11 @@ def _stores(model_info: dict[str, Any]) -> list[Any]:
     ]
 
 
-def _section(title: str, *children: Any, class_name: str = "", extra: Any = None) -> html.Section:
+def _section(title: str, *children: Any, class_name: str = "", extra: Any = None,
+             panel_id: str | None = None) -> html.Section:
     heading = html.Div([html.H2(title), extra] if extra is not None else [html.H2(title)], className="section-head")
-    return html.Section([heading, *children], className=f"panel {class_name}".strip())
+    ids = {"id": panel_id} if panel_id else {}
+    return html.Section([heading, *children], className=f"panel {class_name}".strip(), **ids)
 
 
 def _input_panel() -> html.Section:
@@ -130,15 +134,23 @@ def _view_controls() -> html.Div:
 
 
 def _head_grid(num_layers: int, num_heads: int) -> html.Div:
-    """Layers as rows, heads as columns: a picture of the head's attention that focuses it (drawn as its
-    background) and, under it, a toggle that disables it.
+    """Layers as rows, heads as columns: a picture of the head's attention that focuses it (its cell of one
+    picture of every head, the grid's `--thumbs`, as its background) and, under it, a toggle that disables it.
 
-    Every item has a fixed grid position, so the one focus ring moves by its style alone. The grid is
+    Every item has a fixed grid position, so the one focus ring moves by its style alone. A large model's
+    grid scrolls inside its panel (heads at least 30 px wide, the head labels kept in view). The grid is
     kept to two components per head, and ids use one key per kind (`{"toggle": "L3H7"}`): Dash's work
     on each update grows with the number of components and with the ids that share a key set.
     """
     def at(row: int, column: int, rows: int = 1) -> dict[str, Any]:
         return {"gridRow": f"{row + 1} / span {rows}", "gridColumn": column + 1}
+
+    def sprite_cell(layer: int, head: int) -> dict[str, Any]:
+        """The head's cell of the grid's one picture (`--thumbs`, drawn by `drawThumbnails`)."""
+        def percent(index: int, count: int) -> str:
+            return f"{100 * index / (count - 1):.4f}%" if count > 1 else "0%"
+        return {"backgroundSize": f"{100 * num_heads}% {100 * num_layers}%",
+                "backgroundPosition": f"{percent(head, num_heads)} {percent(layer, num_layers)}"}
 
     items: list[Any] = [html.Div(f"H{head}", className="grid-col-label", style=at(0, head + 1))
                         for head in range(num_heads)]
@@ -151,7 +163,8 @@ def _head_grid(num_layers: int, num_heads: int) -> html.Div:
         for head in range(num_heads):
             name = head_name(layer, head)
             items.append(html.Button(
-                id={"focus": name}, className="thumb", n_clicks=0, title=f"Focus {name}", style=at(row, head + 1),
+                id={"focus": name}, className="thumb", n_clicks=0, title=f"Focus {name}",
+                style=at(row, head + 1) | sprite_cell(layer, head),
                 **{"data-focus": name, "aria-label": f"Focus {name}"},
             ))
             items.append(html.Button(
@@ -160,8 +173,9 @@ def _head_grid(num_layers: int, num_heads: int) -> html.Div:
             ))
     items.append(html.Div(id="focus-ring", className="focus-ring", style=at(1, 1, 2), **{"aria-hidden": "true"}))
     return html.Div(items, id="head-grid", className="head-grid",
-                    style={"gridTemplateColumns": f"2.6em repeat({num_heads}, minmax(0, 1fr))"},
-                    **{"aria-busy": "true", "data-focused": "L0H0"})
+                    style={"gridTemplateColumns": f"2.6em repeat({num_heads}, minmax(30px, 1fr))"},
+                    **{"aria-busy": "true", "data-focused": "L0H0",
+                       "data-grid-shape": json.dumps({"num_layers": num_layers, "num_heads": num_heads})})
 
 
 def _grid_panel(model_info: dict[str, Any]) -> html.Section:
@@ -206,7 +220,9 @@ def _focus_panel() -> html.Section:
     return _section(
         "Focus",
         _graph("heatmap", 430),
-        class_name="focus-panel",
+        html.P("Drag to zoom, double-click to see every token; labels are thinned to fit, every token is named "
+               "on hover. The difference view follows this zoom.", className="muted small help"),
+        class_name="focus-panel", panel_id="focus-panel",
         extra=html.Div([html.Span(id="focus-title", className="focus-title"), _figure_buttons("heatmap")],
                        className="section-tools"),
     )
@@ -214,7 +230,13 @@ def _focus_panel() -> html.Section:
 
 def _views_row() -> html.Div:
     return html.Div([
-        _section("As lines between tokens", html.Div(_graph("lines", 420), className="scroll-box"),
+        _section("As lines between tokens",
+                 html.Div([
+                     html.Span(id="lines-window-label", className="muted small lines-window-label"),
+                     dcc.Slider(id="lines-window", min=0, max=0, step=1, value=0, marks=None, updatemode="drag",
+                                tooltip={"placement": "bottom"}, className="lines-window"),
+                 ], className="lines-window-row", title="Move the window of tokens the lines are drawn for"),
+                 html.Div(_graph("lines", 420), className="scroll-box"),
                  extra=_figure_buttons("lines"), class_name="lines-panel"),
         _section("Difference from baseline", _graph("diff", 420),
                  html.P("Focused head under the mask minus the same head with nothing disabled. Disabling "

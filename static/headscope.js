@@ -14,6 +14,7 @@
     const dc = () => window.dash_clientside;
     const NO = () => window.dash_clientside.no_update;
 
+    const LINES_WINDOW = 40;  // tokens the lines view draws at once (a slider moves the window)
     const PENDING_SCORE = 'Computing the score on all of dev… (a new mask takes a while on a CPU; the page '
         + 'stays usable meanwhile)';
 
@@ -137,22 +138,28 @@
     function parsedAnswer(text) {
         if (!text) return null;
         if (!parsedAnswers.has(text)) {
-            if (parsedAnswers.size >= 4) parsedAnswers.delete(parsedAnswers.keys().next().value);
+            if (parsedAnswers.size >= 6) parsedAnswers.delete(parsedAnswers.keys().next().value);
             const answer = JSON.parse(text);
-            answer.byName = new Map(answer.heads.map((h) => [headName(h.layer, h.head), h.data]));
+            answer.byName = new Map(answer.heads.map((h) => [headName(h.layer, h.head), h]));
             answer.decoded = new Map();
             parsedAnswers.set(text, answer);
         }
         return parsedAnswers.get(text);
+    }
+    /** A head's [rows, cols]: its `shape` for a thumbnail, n x n for a full map. */
+    function headShape(answer, layer, head) {
+        const entry = answer && answer.byName.get(headName(layer, head));
+        if (!entry) return null;
+        return entry.shape || [answer.tokens.length, answer.tokens.length];
     }
     function headValues(answer, layer, head) {
         if (!answer) return null;
         const cache = answer.decoded;
         const name = headName(layer, head);
         if (!cache.has(name)) {
-            const encoded = answer.byName.get(name);
-            if (!encoded) return null;
-            const bytes = atob(encoded);
+            const entry = answer.byName.get(name);
+            if (!entry || !entry.data) return null;
+            const bytes = atob(entry.data);
             const table = halfToFloat();
             const values = new Float32Array(bytes.length >> 1);
             for (let i = 0; i < values.length; i++) {
@@ -206,14 +213,16 @@
         return rgbOf(scale[0][1]);
     }
     const BLANK = 'data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw==';
-    function thumbnailUri(canvas, values, n) {
-        canvas.width = n;
-        canvas.height = n;
+    /** A map ([rows, cols], row-major) as a PNG data URI, one pixel a cell, scaled to its largest value. */
+    function thumbnailUri(canvas, values, shape) {
+        const [rows, cols] = shape;
+        canvas.width = cols;
+        canvas.height = rows;
         const context = canvas.getContext('2d');
-        const image = context.createImageData(n, n);
+        const image = context.createImageData(cols, rows);
         const top = maxOf(values) || 1;
         const scale = palette().sequential;
-        for (let i = 0; i < n * n; i++) {
+        for (let i = 0; i < rows * cols; i++) {
             const [r, g, b] = colourAt(scale, Math.sqrt(Math.max(values[i], 0) / top));
             image.data[4 * i] = r;
             image.data[4 * i + 1] = g;
@@ -221,6 +230,30 @@
             image.data[4 * i + 3] = 255;
         }
         context.putImageData(image, 0, 0);
+        return canvas.toDataURL('image/png');
+    }
+    /** Every head's map in one picture: head h of layer l at cell (l, h), each cell rows x cols pixels. */
+    function gridSpriteUri(answer, shape) {
+        const [rows, cols] = headShape(answer, answer.heads[0].layer, answer.heads[0].head);
+        const canvas = document.createElement('canvas');
+        canvas.width = cols * shape.num_heads;
+        canvas.height = rows * shape.num_layers;
+        const context = canvas.getContext('2d');
+        const scale = palette().sequential;
+        const ramp = Array.from({length: 256}, (_, k) => colourAt(scale, k / 255));
+        for (const entry of answer.heads) {
+            const values = headValues(answer, entry.layer, entry.head);
+            const image = context.createImageData(cols, rows);
+            const top = maxOf(values) || 1;
+            for (let i = 0; i < rows * cols; i++) {
+                const [r, g, b] = ramp[Math.round(255 * Math.sqrt(Math.max(values[i], 0) / top))];
+                image.data[4 * i] = r;
+                image.data[4 * i + 1] = g;
+                image.data[4 * i + 2] = b;
+                image.data[4 * i + 3] = 255;
+            }
+            context.putImageData(image, entry.head * cols, entry.layer * rows);
+        }
         return canvas.toDataURL('image/png');
     }
     function emptyFigure(message, height) {
@@ -246,10 +279,13 @@
             return label + '\u200b'.repeat(count);
         });
     }
-    function tokenAxes(tokens) {
-        const size = tokens.length > 60 ? 7 : tokens.length > 30 ? 9 : 11;
+    /** Category axes over the tokens. Plotly picks the ticks (at most `nticks`, re-picked on every zoom), so
+     * labels are thinned where they would overlap and all shown once zoomed in; the hover names every token. */
+    function tokenAxes(tokens, height) {
+        const size = tokens.length > 30 ? 10 : 11;
+        const nticks = Math.max(4, Math.floor((height - 110) / (size + 4)));
         const common = {type: 'category', tickfont: {size: size}, showgrid: false, zeroline: false,
-            tickmode: 'linear', dtick: 1};
+            tickmode: 'auto', nticks: nticks};
         return {
             x: Object.assign({tickangle: -60, title: {text: 'to token (key)', font: {size: 11}}}, common),
             y: Object.assign({autorange: 'reversed', title: {text: 'from token (query)', font: {size: 11}}}, common),
@@ -257,7 +293,7 @@
     }
     function heatmapFigure(tokens, values, n, height) {
         const labels = tokenCategories(tokens);
-        const axes = tokenAxes(tokens);
+        const axes = tokenAxes(tokens, height);
         return {
             data: [{
                 type: 'heatmap', z: packed(values, `${n},${n}`), x: labels, y: labels, colorscale: palette().sequential,
@@ -279,7 +315,7 @@
             largest = Math.max(largest, Math.abs(difference[i]));
         }
         const labels = tokenCategories(tokens);
-        const axes = tokenAxes(tokens);
+        const axes = tokenAxes(tokens, height);
         const bound = Math.max(largest, 1e-3);
         return {
             data: [{
@@ -296,12 +332,13 @@
             },
         };
     }
-    function linesFigure(tokens, values, n) {
+    /** Lines from each query token to each key token of the window [start, end) (positions as in the input). */
+    function linesFigure(tokens, values, n, start, end) {
         const bins = 8;
         const xs = Array.from({length: bins}, () => []);
         const ys = Array.from({length: bins}, () => []);
-        for (let i = 0; i < n; i++) {
-            for (let j = 0; j < n; j++) {
+        for (let i = start; i < end; i++) {
+            for (let j = start; j < end; j++) {
                 const weight = values[i * n + j];
                 if (!(weight >= 0.02)) continue;
                 const bin = Math.min(bins - 1, Math.floor(Math.sqrt(weight) * bins));
@@ -309,9 +346,9 @@
                 ys[bin].push(i, j, NaN);
             }
         }
-        const labels = tokens.map(escapeLabel);
+        const labels = tokens.slice(start, end).map(escapeLabel);
         const dark = colourAt(palette().sequential, 1);
-        const indices = Array.from({length: n}, (_, i) => i);
+        const indices = Array.from({length: end - start}, (_, i) => start + i);
         const traces = xs.map((x, bin) => ({
             type: 'scatter', mode: 'lines', x: packed(Float32Array.from(x), String(x.length)),
             y: packed(Float32Array.from(ys[bin]), String(x.length)), hoverinfo: 'skip', showlegend: false,
@@ -320,14 +357,14 @@
         const hover = 'weights from <b>%{text}</b> (%{y})<extra></extra>';
         traces.push({type: 'scatter', mode: 'text', x: indices.map(() => 0), y: indices, text: labels,
             textposition: 'middle left', hovertemplate: hover, showlegend: false,
-            textfont: {size: n > 60 ? 9 : 12}});
+            textfont: {size: 12}});
         traces.push({type: 'scatter', mode: 'text', x: indices.map(() => 1), y: indices, text: labels,
             textposition: 'middle right', hovertemplate: 'to <b>%{text}</b> (%{y})<extra></extra>',
-            showlegend: false, textfont: {size: n > 60 ? 9 : 12}});
+            showlegend: false, textfont: {size: 12}});
         return {
             data: traces,
             layout: {
-                height: Math.max(260, Math.min(n * 17 + 40, 2200)), margin: {l: 10, r: 10, t: 24, b: 10},
+                height: Math.max(260, (end - start) * 17 + 40), margin: {l: 10, r: 10, t: 24, b: 10},
                 xaxis: {visible: false, range: [-0.75, 1.75], fixedrange: true},
                 yaxis: {visible: false, autorange: 'reversed', fixedrange: true},
                 annotations: [
@@ -401,16 +438,18 @@
                 return [page.search === previous ? NO() : page.search, share, maskChanged ? '…' : NO(),
                     maskChanged ? 'true' : NO(), maskChanged ? PENDING_SCORE : NO()];
             },
-            /** The address bar -> what to fetch: attention for the input and mask, the score for the mask
-             * (each only when it changes, so moving the focus fetches nothing). */
-            deriveRequests: function (page, attentionRequest, evaluateRequest) {
-                if (!page) return [NO(), NO(), NO()];
+            /** The address bar -> what to fetch, each only when what it depends on changes: the grid's
+             * thumbnails for the input and mask, the focused head's full map for the input, mask and focus,
+             * the score for the mask (so moving the focus fetches one head, and neither the grid nor the score). */
+            deriveRequests: function (page, gridRequest, focusRequest, evaluateRequest) {
+                if (!page) return [NO(), NO(), NO(), NO()];
                 const values = readQuery(page.search);
-                const attention = encodeQuery(scoped(values, ['input', 'mask']));
+                const grid = encodeQuery(scoped(values, ['input', 'mask']));
+                const focus = encodeQuery(scoped(values, ['input', 'mask', 'focus']));
                 const evaluate = encodeQuery(scoped(values, ['mask']));
-                const newAttention = attention !== attentionRequest;
-                return [newAttention ? attention : NO(), evaluate === evaluateRequest ? NO() : evaluate,
-                    newAttention ? 'true' : NO()];
+                const newGrid = grid !== gridRequest;
+                return [newGrid ? grid : NO(), focus === focusRequest ? NO() : focus,
+                    evaluate === evaluateRequest ? NO() : evaluate, newGrid ? 'true' : NO()];
             },
             /** The address bar -> what the word view depends on (input, mask, measure, focus), or null at token
              * level, so nothing is fetched unless the view is shown (app/word_callbacks.py). */
@@ -465,47 +504,74 @@
                 if (values.text === null) return [NO(), NO(), NO(), NO(), controls];
                 return [null, values.text, values.pair || '', true, controls];
             },
-            /** The attention answer -> each head's picture, as the background of its focus button. */
-            drawThumbnails: function (attention, request) {
-                const [buttons] = dc().callback_context.outputs_list;
-                const answer = attention && attention.request === request ? parsedAnswer(attention.masked) : null;
-                const busy = String(!attention || attention.request !== request);
-                const canvas = document.createElement('canvas');
-                const n = answer ? answer.tokens.length : 0;
-                const styles = buttons.map(({id}) => {
-                    const [layer, head] = parseHead(id.focus);
-                    const values = answer ? headValues(answer, layer, head) : null;
-                    const style = {gridRow: `${2 * layer + 2} / span 1`, gridColumn: head + 2};
-                    if (values) style.backgroundImage = `url(${thumbnailUri(canvas, values, n)})`;
-                    return style;
-                });
-                return [styles, busy];
+            /** The grid's answer (thumbnails) -> one picture of every head (layers as rows), the grid's
+             * `--thumbs`; each focus button shows its own cell of it (its background position is fixed in
+             * app/layout.py), so drawing 384 heads is one update, not one per head. */
+            drawThumbnails: function (grid, request, style) {
+                const answer = grid && grid.request === request ? parsedAnswer(grid.masked) : null;
+                if (!answer) return [NO(), String(!grid || grid.request !== request)];
+                const modelInfo = JSON.parse(document.querySelector('[data-grid-shape]').dataset.gridShape);
+                return [Object.assign({}, style, {'--thumbs': `url(${gridSpriteUri(answer, modelInfo)})`}), 'false'];
             },
-            /** The focus and the attention answer -> the heatmap, the lines and the difference views. */
-            drawFocus: function (page, attention) {
-                if (!page) return [NO(), NO(), NO(), NO(), NO()];
-                const view = viewOf(page.search);
+            /** The focused head's answer -> the heatmap, the difference view and the title naming what they
+             * show (all from the same answer; while the next head is on its way the panel is busy). */
+            drawFocus: function (focus, request) {
+                if (!focus || focus.request !== request) {
+                    if (focus) return [NO(), NO(), NO(), 'true'];
+                    return [emptyFigure('Loading attention…', 430), emptyFigure('', 420), NO(), 'true'];
+                }
+                const view = viewOf(focus.request);
                 const title = `${headName(view.layer, view.head)} · layer ${view.layer}, head ${view.head}`
                     + (isOff(view.off, view.layer, view.head) ? ` · disabled (${view.mode})` : '');
-                const answer = attention ? parsedAnswer(attention.masked) : null;
-                if (!answer) {
-                    const message = attention && attention.error ? 'No attention for this input' : 'Loading attention…';
-                    return [emptyFigure(message, 430), emptyFigure('', 300), emptyFigure('', 420), title,
-                        {height: '300px'}];
+                const answer = parsedAnswer(focus.masked);
+                const values = answer ? headValues(answer, view.layer, view.head) : null;
+                if (!values) {
+                    return [emptyFigure(focus.error ? 'No attention for this input' : 'No data for this head', 430),
+                        emptyFigure('', 420), title, 'false'];
                 }
                 const n = answer.tokens.length;
-                const values = headValues(answer, view.layer, view.head);
-                if (!values) return [emptyFigure('No data for this head', 430), NO(), NO(), title, NO()];
-                const lines = linesFigure(answer.tokens, values, n);
-                const baseline = attention.baseline ? parsedAnswer(attention.baseline) : answer;
+                const baseline = focus.baseline ? parsedAnswer(focus.baseline) : answer;
                 const base = headValues(baseline, view.layer, view.head);
                 const difference = base && base.length === values.length
-                    ? differenceFigure(answer.tokens, values, base, n, 420) : emptyFigure('Loading the baseline…', 420);
-                return [heatmapFigure(answer.tokens, values, n, 430), lines, difference, title,
-                    {height: `${lines.layout.height}px`}];
+                    ? differenceFigure(answer.tokens, values, base, n, 420) : emptyFigure('No baseline for this head', 420);
+                return [heatmapFigure(answer.tokens, values, n, 430), difference, title, 'false'];
+            },
+            /** The focused head's answer and the window's first token -> the lines between the window's tokens,
+             * the window's slider range and what it shows. */
+            drawLines: function (focus, start) {
+                const answer = focus ? parsedAnswer(focus.masked) : null;
+                if (!answer) return [emptyFigure('', 300), {height: '300px'}, NO(), ''];
+                const view = viewOf(focus.request);
+                const values = headValues(answer, view.layer, view.head);
+                if (!values) return [emptyFigure('', 300), {height: '300px'}, NO(), ''];
+                const n = answer.tokens.length;
+                const last = Math.max(0, n - LINES_WINDOW);
+                const from = Math.min(Math.max(Number(start) || 0, 0), last);
+                const to = Math.min(n, from + LINES_WINDOW);
+                const lines = linesFigure(answer.tokens, values, n, from, to);
+                const label = n <= LINES_WINDOW ? `all ${n} tokens` : `tokens ${from}–${to - 1} of ${n}`;
+                return [lines, {height: `${lines.layout.height}px`}, last, label];
+            },
+            /** The heatmap's zoom (drag, double-click) -> the same token range in the difference view. */
+            followZoom: function (relayout) {
+                if (!relayout) return NO();
+                const patch = new (dc().Patch)();
+                let changed = false;
+                for (const axis of ['xaxis', 'yaxis']) {
+                    if (relayout[`${axis}.range[0]`] !== undefined) {
+                        patch.assign(['layout', axis, 'range'], [relayout[`${axis}.range[0]`], relayout[`${axis}.range[1]`]]);
+                        patch.assign(['layout', axis, 'autorange'], false);
+                        changed = true;
+                    } else if (relayout[`${axis}.autorange`]) {
+                        patch.delete(['layout', axis, 'range']);
+                        patch.assign(['layout', axis, 'autorange'], axis === 'yaxis' ? 'reversed' : true);
+                        changed = true;
+                    }
+                }
+                return changed ? patch.build() : NO();
             },
             /** A figure's PNG/SVG button -> the download (drawn in the browser, from what is on screen). */
-            exportFigure: function (_clicks, page, attention, modelInfo) {
+            exportFigure: function (_clicks, page, grid, modelInfo) {
                 const id = clickedId();
                 if (!id || !page || !modelInfo) return NO();
                 const view = viewOf(page.search);
@@ -513,7 +579,7 @@
                     + `-${view.mode}`;
                 const name = `headscope-${id.export}-${headName(view.layer, view.head)}-${label}`;
                 if (id.export === 'grid') {
-                    exportGrid(id.format, name, view, attention ? parsedAnswer(attention.masked) : null, modelInfo);
+                    exportGrid(id.format, name, view, grid ? parsedAnswer(grid.masked) : null, modelInfo);
                     return Date.now();
                 }
                 const graph = document.querySelector(`#${id.export} .js-plotly-plot`);
@@ -531,7 +597,6 @@
     /** The head grid as one picture: every head's attention, disabled heads crossed out. */
     function exportGrid(format, name, state, attention, modelInfo) {
         if (!attention || !modelInfo) return;
-        const n = attention.tokens.length;
         const cell = 64;
         const gap = 6;
         const left = 36;
@@ -545,7 +610,7 @@
         for (let layer = 0; layer < layers; layer++) {
             for (let head = 0; head < heads; head++) {
                 const values = headValues(attention, layer, head);
-                pictures.push({layer, head, uri: values ? thumbnailUri(canvas, values, n) : BLANK,
+                pictures.push({layer, head, uri: values ? thumbnailUri(canvas, values, headShape(attention, layer, head)) : BLANK,
                     off: isOff(state.off, layer, head), x: left + head * (cell + gap), y: top + layer * (cell + gap)});
             }
         }

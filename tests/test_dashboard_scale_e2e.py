@@ -1,0 +1,174 @@
+"""The inspector at BERT-large's shape (24 layers x 16 heads) on a 500-token input, in a real Chromium
+against a real server: the grid draws 384 pooled thumbnails, focusing a head fetches that head alone,
+the heatmap zooms with labels that follow, the lines view moves its window of tokens, and the score
+never holds the grid back. The model has BERT-large's layers and heads and a tiny hidden size (48, heads
+of 3), random weights, so the test stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pytest
+from headscope.api.app import create_app
+from headscope.engine.model import load_model
+from headscope.engine.store import ResultStore
+from headscope.server import dashboard_asgi, serve_in_thread
+from headscope.settings import Settings
+
+from bench.browser import CHROMIUM, chromium
+from tests.helpers import WORDS, build_model_dir, make_task
+from tests.test_dashboard_e2e import HeldEvaluations
+
+LAYERS, HEADS = 24, 16
+TOKENS = 500  # with [CLS] and [SEP]
+LONG_TEXT = " ".join(WORDS[i % len(WORDS)] for i in range(TOKENS - 2))
+WAIT_MS = 60_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+@dataclass
+class Server:
+    url: str
+    engine: HeldEvaluations
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("scale-dashboard")
+    model_dir = build_model_dir(folder / "model", hidden_size=48, num_hidden_layers=LAYERS,
+                                num_attention_heads=HEADS, intermediate_size=64, max_position_embeddings=512,
+                                train_steps=0)
+    model = load_model(model_dir, max_tokens=512)
+    engine = HeldEvaluations(model, make_task(dev=8, train=8), ResultStore(folder / "results.sqlite"), batch_size=8)
+
+    def app(url: str):
+        return create_app(Settings(cache_dir=folder), engine=engine, ui=dashboard_asgi(f"{url}/api"))
+
+    with serve_in_thread(app) as url:
+        yield Server(url, engine)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def dash_updates(page) -> list:
+    """The Dash callbacks the page asks the server for from now on (Playwright request events)."""
+    sent: list = []
+    page.on("request", lambda request: sent.append(request) if "_dash-update-component" in request.url else None)
+    return sent
+
+
+def output_of(request) -> str:
+    return json.loads(request.post_data)["output"]
+
+
+def tick_labels(page, axis: str) -> list[str]:
+    return page.eval_on_selector_all(f"#heatmap .{axis}tick text", "els => els.map(e => e.textContent)")
+
+
+def lines_window(page) -> list[float]:
+    """The token positions the lines view names on its left side (its query tokens)."""
+    return page.evaluate("Array.from(document.querySelector('#lines .js-plotly-plot').data.at(-2).y)")
+
+
+def test_a_long_input_on_24_by_16_heads(page, running: Server) -> None:
+    url = f"{running.url}/?text={quote(LONG_TEXT)}&layer=0&head=0"
+    running.engine.released.clear()  # the score stays busy until released: the grid must not wait for it
+    try:
+        sent = dash_updates(page)
+        page.goto(url + "&off=L0H1")
+        expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+        expect(page.locator("#focus-title")).to_contain_text("L0H0", timeout=WAIT_MS)
+        assert page.get_attribute("#score", "aria-busy") == "true"  # drawn while the score is computed
+    finally:
+        running.engine.released.set()
+    expect(page.locator("#score")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+
+    # Every head has its picture: its cell of one picture of the grid, from thumbnails of 32 x 32.
+    size = page.evaluate("""async () => {
+        const image = new Image();
+        image.src = getComputedStyle(document.querySelector('[data-focus=L23H15]')).backgroundImage.slice(5, -2);
+        await image.decode();
+        return [image.width, image.height];
+    }""")
+    assert size == [HEADS * 32, LAYERS * 32]
+    pictured = page.eval_on_selector_all("[data-focus]", "els => els.filter(e => getComputedStyle(e)"
+                                                          ".backgroundImage.startsWith('url(\"data:image/png')).length")
+    assert pictured == LAYERS * HEADS
+    grid = [r for r in sent if output_of(r) == "grid-attention.data"]
+    assert len(grid) == 1
+    answer = json.loads(grid[0].response().json()["response"]["grid-attention"]["data"]["masked"])
+    assert len(answer["tokens"]) == TOKENS and len(answer["heads"]) == LAYERS * HEADS
+    assert {tuple(h["shape"]) for h in answer["heads"]} == {(32, 32)}
+
+    # The focused heatmap is the full map: every token a row.
+    shape = page.evaluate("document.querySelector('#heatmap .js-plotly-plot').data[0].z.shape")
+    assert shape == f"{TOKENS},{TOKENS}"
+
+    # Focusing another head fetches that head alone, and not the grid.
+    sent.clear()
+    page.click("[data-focus=L23H15]")
+    expect(page.locator("#focus-title")).to_contain_text("L23H15", timeout=WAIT_MS)
+    outputs = [output_of(r) for r in sent]
+    assert "grid-attention.data" not in outputs and outputs.count("focus-attention.data") == 1, outputs
+    focus = next(r for r in sent if output_of(r) == "focus-attention.data")
+    answer = json.loads(focus.response().json()["response"]["focus-attention"]["data"]["masked"])
+    assert [(h["layer"], h["head"]) for h in answer["heads"]] == [(23, 15)]
+    assert len(answer["tokens"]) == TOKENS
+    assert focus.response().json()["response"]["focus-attention"]["data"]["baseline"] is not None  # L0H1 is off
+
+    # 500 tokens: the labels are thinned to fit; zooming in names every token of the zoomed range.
+    expect(page.locator("#focus-panel")).to_have_attribute("aria-busy", "false")
+    before = tick_labels(page, "x")
+    assert 4 <= len(before) < 60
+    box = page.locator("#heatmap .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.13 * box["width"], box["y"] + 0.13 * box["height"], steps=5)
+    page.mouse.up()
+    page.wait_for_function("before => Array.from(document.querySelectorAll('#heatmap .xtick text'))"
+                           ".map(e => e.textContent).join('|') !== before.join('|')", arg=before, timeout=WAIT_MS)
+    after = tick_labels(page, "x")
+    assert set(after) != set(before) and len(after) >= 4
+    low, high = page.evaluate("document.querySelector('#heatmap .js-plotly-plot')._fullLayout.xaxis.range")
+    assert 0 < low < high < TOKENS / 4 and high - low < 30  # a few tokens, each named
+    tokens = answer["tokens"]
+    assert [t.replace("\u200b", "") for t in after] == tokens[int(low + 0.5):int(high + 0.5) + 1]
+    # The difference view shows the same tokens.
+    page.wait_for_function("r => JSON.stringify(document.querySelector('#diff .js-plotly-plot')._fullLayout"
+                           ".xaxis.range) === JSON.stringify(r)", arg=[low, high], timeout=WAIT_MS)
+
+    # The lines view shows a window of tokens that the slider moves.
+    first = lines_window(page)
+    assert first[0] == 0 and len(first) == 40
+    expect(page.locator("#lines-window-label")).to_have_text(f"tokens 0–39 of {TOKENS}")
+    page.locator("#lines-window [role=slider]").first.focus()
+    page.keyboard.press("End")
+    expect(page.locator("#lines-window-label")).to_have_text(f"tokens {TOKENS - 40}–{TOKENS - 1} of {TOKENS}")
+    page.wait_for_function(f"document.querySelector('#lines .js-plotly-plot').data.at(-2).y[0] === {TOKENS - 40}")
+    assert lines_window(page) == list(range(TOKENS - 40, TOKENS))
