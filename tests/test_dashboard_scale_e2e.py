@@ -19,7 +19,7 @@ from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from bench.browser import CHROMIUM, chromium
+from bench.browser import CHROMIUM
 from tests.helpers import WORDS, build_model_dir, make_task
 from tests.test_dashboard_e2e import HeldEvaluations
 
@@ -59,21 +59,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(url, engine)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
-
-
 @pytest.fixture
-def page(browser) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], errors
+def viewport() -> dict[str, int]:
+    return {"width": 1400, "height": 900}
 
 
 def dash_updates(page) -> list:
@@ -146,6 +134,7 @@ def test_a_long_input_on_24_by_16_heads(page, running: Server) -> None:
     expect(page.locator("#focus-panel")).to_have_attribute("aria-busy", "false")
     before = tick_labels(page, "x")
     assert 4 <= len(before) < 60
+    page.locator("#heatmap").scroll_into_view_if_needed()
     box = page.locator("#heatmap .nsewdrag").first.bounding_box()
     page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
     page.mouse.down()
