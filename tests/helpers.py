@@ -8,6 +8,7 @@ import csv
 import random
 from pathlib import Path
 
+import pytest
 import torch
 from headscope.engine.interventions import Intervention, intervene
 from headscope.engine.model import LoadedModel
@@ -28,6 +29,12 @@ from transformers import (
     RobertaConfig,
     RobertaForSequenceClassification,
 )
+
+from bench.browser import CHROMIUM
+
+# A browser test module's marks: `pytestmark = [*BROWSER_TEST]` (Debian's Chromium, driven by Playwright).
+BROWSER_TEST = [pytest.mark.browser,
+                pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 
 WORDS = ["the", "movie", "film", "was", "is", "good", "great", "bad", "awful", "not", "very", "plot",
          "acting", "and", "but", "a", "boring", "fun", "love", "hate", ".", ",", "!", "?"]

@@ -29,17 +29,13 @@ from headscope.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.browser import CHROMIUM
-from tests.helpers import make_task
+from tests.helpers import BROWSER_TEST, make_task
 from tests.test_urlstate import STATES
 
 HOLD_LIMIT_S = 120  # a held evaluation goes on after this even if the test never releases it
 WAIT_MS = 30_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 

@@ -19,8 +19,7 @@ from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from bench.browser import CHROMIUM
-from tests.helpers import WORDS, build_model_dir, make_task
+from tests.helpers import BROWSER_TEST, WORDS, build_model_dir, make_task
 from tests.test_dashboard_e2e import HeldEvaluations
 
 LAYERS, HEADS = 24, 16
@@ -28,11 +27,7 @@ TOKENS = 500  # with [CLS] and [SEP]
 LONG_TEXT = " ".join(WORDS[i % len(WORDS)] for i in range(TOKENS - 2))
 WAIT_MS = 60_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = [*BROWSER_TEST, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 

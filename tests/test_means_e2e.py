@@ -14,16 +14,12 @@ from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from bench.browser import CHROMIUM
-from tests.helpers import make_task
+from tests.helpers import BROWSER_TEST, make_task
 from tests.test_scheduling import hold
 
 WAIT_MS = 60_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
