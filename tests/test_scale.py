@@ -4,6 +4,7 @@ predict only themselves."""
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +13,14 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
+from headscope.api.limits import ModelGate
 from headscope.engine.engine import Engine
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
 
 from tests.helpers import make_task
+from tests.test_scheduling import hold
 
 LONG = " ".join(["the movie was not very good , but the acting is great !"] * 3)  # 40 tokens
 
@@ -71,6 +74,28 @@ def test_attention_memo_is_bounded_in_bytes(tiny_model: LoadedModel, tmp_path: P
     tiny = Engine(tiny_model, make_task(), ResultStore(tmp_path / "t.sqlite"), attention_cache_bytes=one_entry - 1)
     tiny.attention(texts[0], None, [])
     assert tiny.attention_memo_bytes() == 0  # larger than the whole budget: answered, not kept
+
+
+def test_calls_for_one_input_that_wait_together_run_one_forward(tiny_model: LoadedModel, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard asks for the grid's thumbnails, the focused head and the prediction of one new input at
+    once: the calls queued behind the first answer from its forward instead of each running their own."""
+    gate = ModelGate(queue_size=8)
+    engine = Engine(tiny_model, make_task(), ResultStore(tmp_path / "r.sqlite"), scheduler=gate)
+    passes: list[int] = []
+    original = tiny_model.run_layers
+    monkeypatch.setattr(tiny_model, "run_layers", lambda *a, **k: passes.append(1) or original(*a, **k))
+    holder, release = hold(gate)
+    answers: list[object] = []
+    callers = [threading.Thread(target=lambda: answers.append(engine.attention(LONG, None, [(1, 2)], "uniform")))
+               for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    assert gate.wait_until(lambda g: g.waiting == 3, timeout=60)  # all three missed the memo and wait
+    release.set()
+    for thread in (holder, *callers):
+        thread.join(60)
+    assert len(passes) == 1 and len(answers) == 3 and all(answer is answers[0] for answer in answers)
 
 
 def test_an_examples_page_predicts_only_that_page(tiny_model: LoadedModel, tmp_path: Path,
