@@ -14,6 +14,8 @@ older layouts (``backend/`` + ``app/`` before the rename) as on the current one.
 - ``pylint_duplicates``: pylint's duplicate-code messages (R0801, blocks of 6 or more similar lines) over
   the Python source folders; pylint is not a dependency of headscope: pass ``--pylint`` (a throwaway venv's
   ``bin/pylint``) or have it on PATH, else the figure is left out;
+- ``duplicates``: pairs of places sharing 6 or more same or same-shape lines, where the workplace's
+  ``duplicates`` command is on PATH (it is not part of headscope);
 - ``private_imports``: modules that import another module's private names (``from m import _x``, or
   ``m._x`` on an imported module), split into the project's own modules and third-party ones; beside it,
   modules that use a private attribute of another object (``engine._key``: ``x._name`` where x is not
@@ -150,13 +152,27 @@ def pylint_duplicates(tree: Path, pylint: str | None) -> dict[str, object] | Non
             "places": [" ~ ".join(line[2:] for line in block.splitlines()) for block in blocks]}
 
 
+def library_duplicates(tree: Path) -> dict[str, object] | None:
+    """Pairs of places sharing 6 or more same or same-shape lines, by the workplace's `duplicates` command
+    (not part of headscope; None where it is not on PATH)."""
+    command = shutil.which("duplicates")
+    if command is None:
+        return None
+    done = subprocess.run([command, "--repo", str(tree), "--most", "200", "--seconds", "120"], capture_output=True,
+                          text=True, check=False)
+    first = re.match(r"(\d+) pairs of places", done.stdout)
+    rows = [line for line in done.stdout.splitlines() if re.match(r"D\d+ ", line)]
+    return {"pairs": int(first[1]) if first else 0, "rows": rows}
+
+
 def measure(tree: Path, pylint: str | None) -> dict[str, object]:
     return {"tree": str(tree), "js": js_lines(tree), **dashboard_figures(tree),
-            "pylint_duplicates": pylint_duplicates(tree, pylint), "private_imports": private_imports(tree)}
+            "pylint_duplicates": pylint_duplicates(tree, pylint), "duplicates": library_duplicates(tree),
+            "private_imports": private_imports(tree)}
 
 
 def summary(figures: dict) -> list[tuple[str, str]]:
-    duplicates = figures["pylint_duplicates"]
+    duplicates = figures["pylint_duplicates"]  # pylint's
     private = figures["private_imports"]
     return [
         ("lines of browser JavaScript (non-blank)", f"{figures['js']['lines']} ({figures['js']['non_blank']})"),
@@ -165,6 +181,8 @@ def summary(figures: dict) -> list[tuple[str, str]]:
         ("outputs written by more than one callback", str(figures["shared_outputs"])),
         ("pylint duplicate-code blocks (>= 6 lines)", "n/a (no pylint)" if duplicates is None
          else str(duplicates["messages"])),
+        ("pairs of places sharing >= 6 lines (`duplicates` command)", "n/a (no command)"
+         if figures["duplicates"] is None else str(figures["duplicates"]["pairs"])),
         ("modules importing another module's private names (project / third-party)",
          f"{private['modules']} ({private['project_modules']} / {private['third_party_modules']})"),
         ("modules using private attributes of other objects (x._name, x not self/cls)",
@@ -193,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         print("private imports:", json.dumps(figures["private_imports"], indent=1))
         if figures["pylint_duplicates"]:
             print("pylint duplicates:", json.dumps(figures["pylint_duplicates"]["places"], indent=1))
+        if figures["duplicates"]:
+            print("duplicates:", json.dumps(figures["duplicates"]["rows"], indent=1))
 
 
 if __name__ == "__main__":
