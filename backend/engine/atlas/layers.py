@@ -141,6 +141,7 @@ def readout(engine: Engine, split: str | None, limit: int | None, disabled: torc
 
 def _readout(engine: Engine, batches: list[Batch], examples: list, disabled: torch.Tensor, mode: AblationMode,
              pooling: str, progress: Progress, cancelled: Cancelled) -> Readout:
+    """One pass over `batches` under the mask: each state's lens logits and pooled vectors, in stored order."""
     model = engine.model
     means = engine.means_for(mode, disabled)
     n, layers = len(examples), model.num_layers
