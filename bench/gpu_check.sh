@@ -6,8 +6,9 @@
 #   bash bench/gpu_check.sh                # full size on CUDA, quick size on CPU
 #   bash bench/gpu_check.sh --size quick   # extra arguments go to bench.gpu_bench
 #
-# Needs python3 with torch and transformers (and headscope's engine on the path), nothing else, and no
-# network.
+# Needs python3 with torch and transformers, nothing else, and no network: no test runner (the checks are
+# plain assertions) and no installed headscope (the checkout's backend/ is put on PYTHONPATH as the
+# package headscope when it is not importable).
 # Results go to $OUT when set (the GPU machine's return folder), else bench/results/.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -15,6 +16,13 @@ PYTHON="${PYTHON:-python3}"
 RESULTS="${OUT:-bench/results}"
 mkdir -p "$RESULTS"
 started=$(date +%s)
+
+if ! "$PYTHON" -c "import headscope.engine" 2>/dev/null; then
+  site=$(mktemp -d)
+  ln -s "$PWD/backend" "$site/headscope"  # the repository's backend/ is the package headscope
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # bench.* and tests.helpers
 
 "$PYTHON" - <<'EOF'
 import platform, torch, transformers

@@ -121,6 +121,29 @@ def layer_inputs_beyond_the_device_budget_wait_in_pinned_host_memory(engine: Eng
     assert np.abs(from_device - from_host).max() <= 1e-3  # the same numbers, only where they waited
 
 
+def fused_attention_equals_eager(engine: Engine, tolerance: float) -> None:
+    """Evaluation passes take the fused kernel (scaled_dot_product_attention): on the target it must give
+    the eager path's logits in every mode, with a different mask per row and padding."""
+    from headscope.engine.interventions import Intervention, intervene
+
+    model = engine.model
+    rows = engine.task.split("dev")[:16]
+    encoded = {k: v.to(model.device)
+               for k, v in model.encode_batch([e.text for e in rows], [e.text_pair for e in rows]).items()}
+    disabled = torch.zeros(len(rows), model.num_layers, model.num_heads, dtype=torch.bool, device=model.device)
+    disabled[::2, 1, 2] = disabled[1::2, 0, :] = True
+    for mode in MODES:
+        means = engine.head_means() if mode == "mean" else None
+        logits = []
+        for fused in (False, True):
+            with torch.inference_mode(), intervene(Intervention(disabled=disabled, mode=mode, means=means,
+                                                                fused=fused)):
+                hidden = model.run_layers(model.embed(encoded["input_ids"], encoded["token_type_ids"]),
+                                          encoded["attention_mask"])
+                logits.append(model.classify(hidden, encoded["attention_mask"]).float())
+        assert float((logits[0] - logits[1]).abs().max()) < tolerance / 2, mode
+
+
 def checks_for(reference: Engine, engine: Engine, tolerance: float) -> dict[str, Callable[[], None]]:
     """Every check of one target, by name."""
     checks = {"predictions agree": lambda: predictions_agree_except_near_ties(reference, engine, tolerance)}
@@ -131,6 +154,7 @@ def checks_for(reference: Engine, engine: Engine, tolerance: float) -> dict[str,
             reference, engine, tolerance, m)
     checks["batched masks"] = lambda: batched_masks_equal_one_at_a_time(engine, tolerance)
     checks["pass size"] = lambda: pass_size_does_not_change_the_numbers(engine, tolerance)
+    checks["fused attention"] = lambda: fused_attention_equals_eager(engine, tolerance)
     if engine.model.device.type == "cuda":
         checks["pinned host memory"] = lambda: layer_inputs_beyond_the_device_budget_wait_in_pinned_host_memory(
             engine)

@@ -134,6 +134,39 @@ def test_chunks_are_the_same_whatever_runs_them(engine: Engine) -> None:
     np.testing.assert_array_equal(together, apart)
 
 
+def test_a_ray_worker_runs_the_chunks_and_passes_of_the_local_run(engine: Engine, tiny_model_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Contract "Scale": actors use the same mask groups and batch sizes as one process. The driver cuts the
+    chunks and sizes the passes once; the local run evaluates exactly those chunks with that pass size, and a
+    worker (the Ray actor's class, in this process) given a chunk runs the same masked_logits calls."""
+    from headscope.engine import engine as engine_module
+    from headscope.engine.atlas.ray_workers import MaskWorker
+    from headscope.engine.evaluation import rows_per_pass_for
+
+    calls: list[tuple[bytes, int | None]] = []
+    real = engine_module.masked_logits
+
+    def recording(model, prepared, disabled, mode, means=None, **options):
+        calls.append((disabled.numpy().tobytes(), options.get("rows_per_pass")))
+        return real(model, prepared, disabled, mode, means, **options)
+
+    monkeypatch.setattr(engine_module, "masked_logits", recording)
+    masks = [[(layer, head)] for layer in range(3) for head in range(4)] + [[(0, 0), (2, 3)]]
+    predictions, _ = mask_module.mask_predictions(engine, masks, "zero", "dev", None, chunk=5)
+    local_calls = list(calls)
+    rows = rows_per_pass_for(engine.model, engine.prepared("dev", None))
+    assert [r for _, r in local_calls] == [rows] * 3  # 13 masks in chunks of 5, each one call, one pass size
+    files = {p.name: p.read_bytes() for p in tiny_model_dir.iterdir() if p.is_file()}
+    worker = MaskWorker(files, engine.task, name=engine.model.name, max_tokens=engine.model.max_tokens,
+                        device="cpu", dtype="float32", batch_size=engine.batch_size,
+                        layer_cache_bytes=engine.layer_cache_bytes, threads=1)
+    calls.clear()
+    parts = mask_module.chunks_of(masks, 5)
+    on_worker = np.concatenate([worker.predict(part, "zero", "dev", None, None, rows) for part in parts])
+    assert calls == local_calls
+    np.testing.assert_array_equal(on_worker, predictions)
+
+
 def test_sweep_command_writes_pairs_as_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
     from headscope.cli import app
     from typer.testing import CliRunner
@@ -148,5 +181,9 @@ def test_sweep_command_writes_pairs_as_csv(tiny_model_dir: Path, tmp_path: Path)
         ("L0H1", "L0H1"), ("L0H1", "L1H3"), ("L0H1", "L2H2"), ("L1H3", "L1H3"), ("L1H3", "L2H2"), ("L2H2", "L2H2")]
     assert float(rows[1]["interaction"]) == pytest.approx(
         float(rows[1]["delta"]) - float(rows[0]["delta"]) - float(rows[3]["delta"]))
+    survived = sum(r["significant"] == "True" for r in rows)
+    interacting = sum(r["interaction_significant"] == "True" for r in rows if r["first"] != r["second"])
+    assert (f"{survived} of 6 cells (heads alone and pairs) and {interacting} of 3 interactions significant "
+            "after Holm's correction") in done.output  # each Holm family counted once, not over 3 x 3
     bad = CliRunner().invoke(app, [*common, "--heads", "L0H1,head2", "--out", str(tmp_path / "q.csv")], env=env)
     assert bad.exit_code == 2 and "--heads head2" in bad.output

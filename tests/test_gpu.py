@@ -61,6 +61,10 @@ def test_pass_size_does_not_change_the_numbers(low) -> None:
     gpu_checks.pass_size_does_not_change_the_numbers(*low)
 
 
+def test_fused_attention_equals_eager_on_the_device(low) -> None:
+    gpu_checks.fused_attention_equals_eager(*low)
+
+
 @needs_cuda
 def test_layer_inputs_beyond_the_device_budget_wait_in_pinned_host_memory(low) -> None:
     gpu_checks.layer_inputs_beyond_the_device_budget_wait_in_pinned_host_memory(low[0])

@@ -118,3 +118,27 @@ def test_an_examples_page_predicts_only_that_page(tiny_model: LoadedModel, tmp_p
     monkeypatch.undo()
     whole = engine.baseline_predictions("dev")
     assert [i["predicted"] for i in items] == [engine.model.labels[p] for p in whole[150:155]]
+
+
+def test_examples_search_pages_through_the_matches_and_predicts_only_them(
+        client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = engine.task.split("dev")
+    matching = [e for e in dev if "good" in e.text.casefold()]
+    assert 3 < len(matching) < len(dev)
+    encoded: list[str] = []
+    original = engine.model.encode_batch
+
+    def counting(texts: list[str], pairs: list[str | None]) -> dict[str, torch.Tensor]:
+        encoded.extend(texts)
+        return original(texts, pairs)
+
+    monkeypatch.setattr(engine.model, "encode_batch", counting)
+    page = client.get("/api/examples", params={"q": "GOOD", "offset": 1, "limit": 2}).json()
+    assert page["total"] == len(matching) and [i["id"] for i in page["items"]] == [e.id for e in matching[1:3]]
+    assert sorted(encoded) == sorted(e.text for e in matching[1:3])  # only the page's matches were run
+    monkeypatch.undo()
+    baseline = engine.baseline_predictions("dev")
+    assert [i["predicted"] for i in page["items"]] == [engine.model.labels[baseline[e.id]] for e in matching[1:3]]
+    assert client.get("/api/examples", params={"q": "no such words"}).json() == {"total": 0, "items": []}
+    too_long = client.get("/api/examples", params={"q": "x" * 201})
+    assert too_long.status_code == 422 and "200" in too_long.text

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_TEXT_CHARS = 50_000
 MAX_HEAD_LIST = 4096
 MAX_EXAMPLES_PAGE = 1000
+MAX_EXAMPLES_QUERY = 200  # characters of an /api/examples search
 MIN_THUMB_SIZE, MAX_THUMB_SIZE = 8, 64
 
 

@@ -464,45 +464,54 @@ class Engine:
         return EvaluationResult(**dict(value), cached=False, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def evaluate_many(self, masks: Sequence[MaskLike], mode: str = "zero", split: str | None = None,
-                      limit: int | None = None, *, use_layer_cache: bool = True, progress: Progress = no_progress,
-                      cancelled: Cancelled = never_cancelled) -> np.ndarray:
-        """Predictions ``[masks, n]`` for many masks, several masks per forward pass (for sweeps), in
-        time-sized chunks of batch work; `cancelled` is checked before each chunk."""
+                      limit: int | None = None, *, use_layer_cache: bool = True, rows_per_pass: int | None = None,
+                      progress: Progress = no_progress, cancelled: Cancelled = never_cancelled) -> np.ndarray:
+        """Predictions ``[masks, n]`` for many masks, several masks per forward pass of `rows_per_pass` rows
+        (None: sized for this device) (for sweeps), in time-sized chunks of batch work; `cancelled` is
+        checked before each chunk."""
         mode = self.check_mode(mode)
         disabled = torch.stack([self.disabled_tensor(m) for m in masks])
         prepared = self.prepared(split, limit, cancelled=cancelled)
         means = self.means_for(mode, disabled)
         logits = masked_logits(self.model, prepared, disabled, mode, means, use_layer_cache=use_layer_cache,
-                               run=self.chunked(progress, cancelled))
+                               rows_per_pass=rows_per_pass, run=self.chunked(progress, cancelled))
         return logits.argmax(axis=-1)
 
-    def examples(self, split: str | None, offset: int, count: int) -> tuple[int, list[dict]]:
-        """A page of a split with gold labels and the unablated model's predictions.
+    def examples(self, split: str | None, offset: int, count: int,
+                 query: str | None = None) -> tuple[int, list[dict]]:
+        """A page of a split (or of its examples whose text or second segment contains `query`, ignoring
+        case) with gold labels and the unablated model's predictions; the total counts the matches.
 
         Only the page is predicted (a split can have tens of thousands of rows); predictions are memoised
         per example, and a split already prepared for evaluation answers from its baseline.
         """
         split_name = self.task.split_name(split)
         rows = self.task.split(split_name)
-        page = rows[offset:offset + count]
+        if query:
+            needle = query.casefold()
+            matches: Sequence[int] = [i for i, e in enumerate(rows) if needle in e.text.casefold()
+                                      or (e.text_pair is not None and needle in e.text_pair.casefold())]
+        else:
+            matches = range(len(rows))
+        chosen = list(matches[offset:offset + count])
+
         def predict_page() -> np.ndarray:
             known = self._page_predictions.setdefault(split_name, np.full(len(rows), -1, dtype=np.int64))
             whole = self._prepared.get((split_name, len(rows)))
             if whole is not None:
                 known[:] = whole.baseline_predictions
-            missing = [i for i in range(offset, offset + len(page)) if known[i] < 0]
+            missing = [i for i in chosen if known[i] < 0]
             if missing:
-                predicted = prepare_split(self.model, [rows[i] for i in missing], batch_size=self.batch_size,
-                                          budget_bytes=0).baseline_predictions
-                known[missing] = predicted
-            return known[offset:offset + len(page)].copy()
+                known[missing] = prepare_split(self.model, [rows[i] for i in missing], batch_size=self.batch_size,
+                                               budget_bytes=0).baseline_predictions
+            return known[chosen].copy()
 
-        predicted = self.schedule(predict_page, Priority.INTERACTIVE)
+        predicted = self.schedule(predict_page, Priority.INTERACTIVE) if chosen else []
         labels = self.model.labels
-        return len(rows), [
-            {"id": e.id, "text": e.text, "text_pair": e.text_pair, "label": labels[e.label],
+        return len(matches), [
+            {"id": rows[i].id, "text": rows[i].text, "text_pair": rows[i].text_pair, "label": labels[rows[i].label],
              "predicted": labels[int(p)]}
-            for e, p in zip(page, predicted, strict=True)
+            for i, p in zip(chosen, predicted, strict=True)
         ]
 
     # -- words (spaCy) ------------------------------------------------------------------------------

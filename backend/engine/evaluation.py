@@ -11,7 +11,10 @@ Speed (issue 6): masks are grouped by restart layer so a pass never recomputes l
 did not need; the last layer is computed only as far as the classifier reads it (the first token, for
 the families whose head reads only that: :meth:`LoadedModel.logits_from`);
 on CUDA, kept layer inputs that do not fit the device wait in pinned host memory, logits stay on the
-device until the end, and passes are sized from the device's free memory.
+device until the end, and passes are sized from the device's free memory. These passes read no weights
+back, so they run PyTorch's fused attention (``Intervention(fused=True)``: scaled_dot_product_attention,
+every ablation mode applied to the heads' outputs; logits equal the eager path's within float rounding,
+tests/test_fused.py; speed: bench/fused_bench.py, README's speed table).
 """
 
 from __future__ import annotations
@@ -156,7 +159,7 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
                     on_device_bytes += size if fits else 0
                     batch.layer_inputs[layer] = _stash(hidden, fits)
 
-            with torch.inference_mode():
+            with torch.inference_mode(), intervene(Intervention(fused=True)):
                 hidden = model.embed(batch.input_ids, batch.token_type_ids)
                 batch_logits[index] = model.classify(*model.final_states(hidden, batch.attention_mask, 0,
                                                                          keep=keep)).float()
@@ -234,7 +237,7 @@ def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.T
                 if copies > 1:
                     hidden = hidden.repeat(copies, 1, 1)
                 mask = batch.attention_mask.repeat(copies, 1) if copies > 1 else batch.attention_mask
-                with intervene(Intervention(disabled=rows, mode=mode, means=means)):
+                with intervene(Intervention(disabled=rows, mode=mode, means=means, fused=True)):
                     logits = model.logits_from(hidden, mask, start)
                 out[index[:, None], positions[None, :]] = logits.float().view(copies, batch.size, -1)
 

@@ -71,6 +71,7 @@ class Intervention:
     capture_weights: bool = False
     capture_outputs: bool = False
     capture_values: bool = False
+    fused: bool = False  # PyTorch's fused attention when the pass captures nothing and gates nothing (no weights)
     weights: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, key]
     outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, head_dim]
     values: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, key, head_dim]
@@ -173,9 +174,16 @@ def headscope_attention(
     dropout: float = 0.0,
     **_: object,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention plus the current intervention. Returns ([batch, query, heads, head_dim], weights)."""
+    """Eager attention plus the current intervention. Returns ([batch, query, heads, head_dim], weights).
+
+    A pass whose intervention asks for `fused` attention and reads nothing back (no capture, no gates, not
+    training) gets PyTorch's scaled_dot_product_attention instead (weights None), every mode applied to the
+    heads' outputs (:func:`_fused_attention`); anything else falls back to the eager computation here."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
+    intervention = _current.get()
+    if intervention is not None and intervention.fused and _may_fuse(module, intervention):
+        return _fused_attention(intervention, _layer_of(module), query, key, value, attention_mask, scaling), None
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
@@ -186,7 +194,6 @@ def headscope_attention(
     weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(query.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
 
-    intervention = _current.get()
     layer = _layer_of(module)
     ablated = intervention is not None and layer in intervention._ablated_layers
     if ablated:
@@ -214,6 +221,33 @@ def headscope_attention(
         if intervention.capture_weights:
             intervention.weights[layer] = weights
     return output.transpose(1, 2).contiguous(), weights
+
+
+def _may_fuse(module: torch.nn.Module, intervention: Intervention) -> bool:
+    """The fused kernel returns no weights and no per-head outputs: only a pass that reads neither back."""
+    return not (module.training or intervention.gates is not None or intervention.capture_weights
+                or intervention.capture_outputs or intervention.capture_values)
+
+
+def _fused_attention(intervention: Intervention, layer: int, query: torch.Tensor, key: torch.Tensor,
+                     value: torch.Tensor, attention_mask: torch.Tensor | None, scaling: float) -> torch.Tensor:
+    """Fused attention, then each disabled head's output replaced: 0 (`zero`), its stored mean (`mean`), or
+    the mean of its value vectors over the keys each query may attend (`uniform`: what weights of 1/L_i
+    give, the eager path's definition). Returns ``[batch, query, heads, head_dim]``."""
+    output = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                              scale=scaling)  # [batch, heads, query, head_dim]
+    if layer in intervention._ablated_layers:
+        disabled = intervention.disabled[:, layer, :, None, None]  # [batch | 1, heads, 1, 1]
+        if intervention.mode == "zero":
+            output = output.masked_fill(disabled, 0.0)
+        elif intervention.mode == "mean":
+            output = torch.where(disabled, intervention.means[layer].to(output.dtype)[None, :, None, :], output)
+        else:
+            like = query.new_empty(query.shape[0], 1, 1, key.shape[2])
+            allowed = _allowed_keys(attention_mask, like).to(value.dtype)  # [batch, 1, query | 1, key]
+            uniform = allowed / allowed.sum(dim=-1, keepdim=True).clamp_min(1.0)
+            output = torch.where(disabled, torch.matmul(uniform, value), output)  # [batch, heads, query | 1, d]
+    return output.transpose(1, 2).contiguous()
 
 
 def capture_attention(forward: Callable[[], T], num_layers: int,

@@ -55,10 +55,10 @@ class MaskWorker:
         return self.engine.model.fingerprint, str(self.engine.model.device)
 
     def predict(self, masks: Sequence[Sequence[Head]], mode: str, split: str, limit: int | None,
-                means: np.ndarray | None) -> np.ndarray:
+                means: np.ndarray | None, rows_per_pass: int | None) -> np.ndarray:
         if means is not None:
             self.engine.use_head_means(torch.from_numpy(means))
-        return self.engine.evaluate_many(masks, mode, split, limit)
+        return self.engine.evaluate_many(masks, mode, split, limit, rows_per_pass=rows_per_pass)
 
 
 def _ray():
@@ -106,12 +106,16 @@ class MaskPool:
         wrong = [d for d in described if d[0] != engine.model.fingerprint]
         if wrong:
             raise RayError(f"Ray workers loaded model {wrong[0][0]}, not the driver's {engine.model.fingerprint}")
+        # the driver's pass size goes to workers on its kind of device (the same passes, so the same numbers);
+        # workers on another kind (GPUs under a CPU driver) size their own passes
+        self._same_device = all(torch.device(d[1]).type == engine.model.device.type for d in described)
         log.info("Ray: %d workers on %s", self.workers, ", ".join(sorted({d[1] for d in described})))
 
     def predict(self, chunks: Sequence[Sequence[Sequence[Head]]], mode: str, split: str, limit: int | None, *,
-                progress: Progress, cancelled: Cancelled) -> np.ndarray:
-        """Predictions ``[masks, n]`` of every chunk, in order; each actor has one chunk in flight at a time.
-        On cancellation nothing more is handed out and chunks in flight are cancelled or left to finish."""
+                rows_per_pass: int, progress: Progress, cancelled: Cancelled) -> np.ndarray:
+        """Predictions ``[masks, n]`` of every chunk, in order, each chunk's passes `rows_per_pass` rows (the
+        driver's); each actor has one chunk in flight at a time. On cancellation nothing more is handed out
+        and chunks in flight are cancelled or left to finish."""
         ray = self._ray
         any_disabled = any(len(mask) for chunk in chunks for mask in chunk)
         means = self.engine.head_means().cpu().numpy() if mode == "mean" and any_disabled else None
@@ -129,7 +133,8 @@ class MaskPool:
                 raise JobCancelled("cancelled")
             while idle and handed < len(chunks):
                 worker = idle.pop()
-                ref = worker.predict.remote(chunks[handed], mode, split, limit, means_ref)
+                ref = worker.predict.remote(chunks[handed], mode, split, limit, means_ref,
+                                            rows_per_pass if self._same_device else None)
                 pending[ref] = (handed, worker)
                 handed += 1
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)

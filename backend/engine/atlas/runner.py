@@ -296,7 +296,17 @@ def _interval(ci95: list[float] | None) -> dict:
 
 
 def significance_summary(result: dict) -> str | None:
-    """One line on how many effects of a result survive correction, for `headscope sweep` to print."""
+    """One line on how many effects of a result survive correction, for `headscope sweep` to print (each
+    count over its own Holm family: a pairs result's k x k grids hold k(k+1)/2 tested cells i <= j and
+    k(k-1)/2 interactions i < j, mirrored)."""
+    if "interaction" in result:
+        k = len(result["heads"])
+        cells = [(i, j) for i in range(k) for j in range(i, k)]
+        survived = sum(bool(result["significant"][i][j]) for i, j in cells)
+        interacting = sum(bool(result["interaction_significant"][i][j]) for i, j in cells if i < j)
+        return (f"{survived} of {len(cells)} cells (heads alone and pairs) and {interacting} of "
+                f"{k * (k - 1) // 2} interactions significant after Holm's correction "
+                f"(p_holm <= {significance.ALPHA}, {result['metric']}, n={result['n']})")
     if "p_holm" in result:
         flags = np.asarray(result["significant"]).ravel()
         return (f"{int(flags.sum())} of {flags.size} cells significant after Holm's correction "

@@ -1,8 +1,9 @@
 """Ablation sweeps: every head alone, every layer, and a greedy search for heads whose removal helps.
 
-All of them score masks through :func:`chunks.mask_predictions`: in this process that is
-:meth:`Engine.evaluate_many` (several masks share a forward pass; the engine's scheduler runs the passes as
-time-sized chunks, checking cancellation before each); on Ray the chunks run on the workers.
+All of them score masks through :func:`chunks.mask_predictions`: in this process that is one
+:meth:`Engine.evaluate_many` call per chunk of masks (several masks share a forward pass; the engine's
+scheduler runs the passes in time-sized pieces, checking cancellation before each); on Ray the same chunks,
+with the same pass size, run on the workers.
 Each mask's result is also written to the store in :meth:`Engine.evaluate`'s format, so the
 dashboard answers a click on a swept head at once.
 
