@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-EXAMPLES_PAGE = 1000  # the API's largest page
+REMEMBERED_EXAMPLES = 64  # dev examples kept by id (each is one page of one, fetched when a view names it)
 BUSY_RETRY_BUDGET_S = 60.0
 SLOW_CALL_TIMEOUT_S = 600.0  # a first full-dev evaluation of a large model on a CPU is slow
 
@@ -54,7 +55,7 @@ class ApiClient:
         self._client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0),
                                     transport=transport)
         self._examples_lock = threading.Lock()
-        self._examples: tuple[str, list[dict[str, Any]]] | None = None  # (model fingerprint, dev items)
+        self._examples: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()  # (fingerprint, id) -> item
 
     def close(self) -> None:
         self._client.close()
@@ -119,10 +120,14 @@ class ApiClient:
         body = {"ablate": [list(h) for h in ablate], "mode": mode, "split": split, "limit": limit}
         return self._call("POST", "/evaluate", json=body)
 
-    def examples(self, split: str | None = None, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+    def examples(self, split: str | None = None, offset: int = 0, limit: int = 20,
+                 q: str | None = None) -> dict[str, Any]:
+        """A page of a split, or of its examples whose text contains `q` (docs/api.md, /api/examples)."""
         params: dict[str, Any] = {"offset": offset, "limit": limit}
         if split:
             params["split"] = split
+        if q:
+            params["q"] = q
         return self._call("GET", "/examples", params=params)
 
     def start_job(self, request: dict[str, Any]) -> str:
@@ -147,16 +152,20 @@ class ApiClient:
         """A layer's pooled states on their first two principal components (docs/api.md, "Layers")."""
         return self._call("POST", "/representations", json=request)
 
-    def dev_examples(self, fingerprint: str) -> list[dict[str, Any]]:
-        """Every dev example (fetched a page at a time, once per model fingerprint)."""
+    def dev_example(self, fingerprint: str, ex: int) -> dict[str, Any]:
+        """Dev example `ex` (its page of one; the last few asked for are remembered per model fingerprint).
+        The dashboard never loads a whole split: the picker pages and searches (input_callbacks)."""
+        key = (fingerprint, ex)
         with self._examples_lock:
-            if self._examples is not None and self._examples[0] == fingerprint:
-                return self._examples[1]
-            items: list[dict[str, Any]] = []
-            while True:
-                page = self.examples("dev", offset=len(items), limit=EXAMPLES_PAGE)
-                items.extend(page["items"])
-                if not page["items"] or len(items) >= page["total"]:
-                    break
-            self._examples = (fingerprint, items)
-            return items
+            if key in self._examples:
+                self._examples.move_to_end(key)
+                return self._examples[key]
+        page = self.examples("dev", offset=ex, limit=1) if ex >= 0 else {"items": [], "total": None}
+        if not page["items"]:
+            total = page["total"] if page["total"] is not None else self.examples("dev", limit=1)["total"]
+            raise ApiError(422, f"dev example {ex} does not exist: ids are 0..{total - 1}")
+        with self._examples_lock:
+            self._examples[key] = page["items"][0]
+            while len(self._examples) > REMEMBERED_EXAMPLES:
+                self._examples.popitem(last=False)
+        return page["items"][0]

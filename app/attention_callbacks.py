@@ -30,10 +30,8 @@ def input_of(api: ApiClient, state: ViewState, model_info: Payload) -> tuple[str
     """The text (and pair) a state names: its own, or dev example `ex` looked up through the API."""
     if state.ex is None:
         return state.text or "", state.pair
-    examples = api.dev_examples(model_info["fingerprint"])
-    if not 0 <= state.ex < len(examples):
-        raise ApiError(422, f"dev example {state.ex} does not exist: ids are 0..{len(examples) - 1}")
-    return examples[state.ex]["text"], examples[state.ex]["text_pair"]
+    example = api.dev_example(model_info["fingerprint"], state.ex)
+    return example["text"], example["text_pair"]
 
 
 def request_state(request: str, model_info: Payload) -> ViewState:

@@ -30,7 +30,7 @@ def numbers(api: ApiClient, state: ViewState, model_info: Payload, link: str) ->
     """Everything the view shows as numbers, each saying how it was made."""
     text, pair = input_of(api, state, model_info)
     result = api.evaluate(state.off, state.mode)
-    example = api.dev_examples(model_info["fingerprint"])[state.ex] if state.ex is not None else None
+    example = api.dev_example(model_info["fingerprint"], state.ex) if state.ex is not None else None
     return {
         "model": model_info["name"], "fingerprint": model_info["fingerprint"], "task": model_info["task"]["name"],
         "split": result["split"], "metric": result["metric"], "mode": state.mode,

@@ -1,12 +1,14 @@
-"""The input panel: the dev examples in the picker, and what the current input is and what the model
+"""The input panel: the example picker (a page of dev examples, or the examples matching what is typed
+into it, from `/api/examples`: never the whole split), and what the current input is and what the model
 predicts for it under the mask and unmasked (small `/api/attention` calls with no heads: the API
 memoises the forward the heatmaps already paid for)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from dash import Dash, Input, Output, State, html
+from dash import Dash, Input, Output, State, ctx, html
 from dash.development.base_component import Component
 from dash.exceptions import PreventUpdate
 from headscope.app.api_client import ApiClient, ApiError
@@ -14,25 +16,53 @@ from headscope.app.attention_callbacks import input_of, request_state
 
 Payload = dict[str, Any]
 OPTION_TEXT_CHARS = 110
+PICKER_PAGE = 20  # examples the picker offers at a time (each page is predicted by the API when first asked)
+MAX_SEARCH_CHARS = 200  # the API's limit on q (docs/api.md, /api/examples)
+EXAMPLE_ID = re.compile(r"#?(\d+)")
 
 
 def example_option(item: Payload) -> dict[str, Any]:
-    """A picker entry: id, gold label, whether the model gets it right, and the start of the text."""
+    """A picker entry: id, gold label, whether the model gets it right, and the start of the text (the
+    picker's own filter searches the whole text and the id, as the API did)."""
     text = item["text"] if len(item["text"]) <= OPTION_TEXT_CHARS else item["text"][:OPTION_TEXT_CHARS] + "…"
     verdict = "" if item["predicted"] == item["label"] else f" (model: {item['predicted']})"
-    return {"label": f"#{item['id']} · {item['label']}{verdict} · {text}", "value": item["id"]}
+    return {"label": f"#{item['id']} · {item['label']}{verdict} · {text}", "value": item["id"],
+            "search": f"#{item['id']} {item['text']} {item['text_pair'] or ''}"}
 
 
 def make_load_examples(api: ApiClient):
-    def load_examples(model_info: Payload | None) -> tuple[Any, str]:
-        """The dev split (text, gold label, unablated prediction) for the picker."""
+    def load_examples(model_info: Payload | None, search: str | None, value: int | None,
+                      options: list[Payload] | None) -> tuple[Any, str]:
+        """The picker's options: the first page of dev examples, or those whose text contains what is typed
+        (or the example whose id is typed, as 12 or #12), with the chosen example (the address's `ex`, which
+        syncInputs puts in the picker) kept among them."""
         if not model_info:
             raise PreventUpdate
+        if ctx.triggered_id == "example-picker" and "example-picker.value" in ctx.triggered_prop_ids and \
+                (value is None or value in {option["value"] for option in options or []}):
+            raise PreventUpdate  # already offered (and syncInputs answers new options with the value again)
+        query = (search or "").strip()[:MAX_SEARCH_CHARS]
+        fingerprint = model_info["fingerprint"]
         try:
-            items = api.dev_examples(model_info["fingerprint"])
+            answer = api.examples("dev", 0, PICKER_PAGE, q=query or None)
+            items = answer["items"]
+            wanted = [value]
+            if (typed := EXAMPLE_ID.fullmatch(query)) is not None:
+                wanted.insert(0, int(typed.group(1)))
+            listed = {item["id"] for item in items}
+            for ex in wanted:
+                if ex is not None and ex not in listed:
+                    try:
+                        items = [api.dev_example(fingerprint, ex), *items]
+                    except ApiError as exc:
+                        if not exc.is_bad_input:  # an id beyond the split is simply not offered
+                            raise
+                    listed.add(ex)
         except ApiError as exc:
             return [], f"Could not load the dev examples: {exc.message}"
-        return [example_option(item) for item in items], "Pick a dev example…"
+        found = f"{answer['total']:,} dev examples contain “{query}”" if query else \
+            f"{answer['total']:,} dev examples: pick one, or type to search (words or #id)"
+        return [example_option(item) for item in items], found
 
     return load_examples
 
@@ -59,7 +89,7 @@ def make_show_input(api: ApiClient):
         parts: list[Component] = []
         try:
             if state.ex is not None:
-                example = api.dev_examples(model_info["fingerprint"])[state.ex]
+                example = api.dev_example(model_info["fingerprint"], state.ex)
                 parts.append(html.Div([html.B(f"Dev example #{state.ex}"),
                                        html.Span(f" · gold: {example['label']}", className="gold")],
                                       className="input-title"))
@@ -86,6 +116,7 @@ def make_show_input(api: ApiClient):
 
 def register(app: Dash, api: ApiClient) -> None:
     app.callback(Output("example-picker", "options"), Output("example-picker", "placeholder"),
-                 Input("model-info", "data"))(make_load_examples(api))
+                 Input("model-info", "data"), Input("example-picker", "search_value"),
+                 Input("example-picker", "value"), State("example-picker", "options"))(make_load_examples(api))
     app.callback(Output("input-summary", "children"), Input("grid-request", "data"),
                  State("model-info", "data"), prevent_initial_call=True)(make_show_input(api))

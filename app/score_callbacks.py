@@ -65,7 +65,7 @@ def how_sure(result: Payload) -> Component:
 SCORE_LINES: list[Callable[[Payload], Component]] = [how_sure, what_was_scored, where_it_came_from]
 
 
-def flipped_items(result: Payload, examples: list[Payload], labels: list[str]) -> list[Component]:
+def flipped_items(result: Payload, examples: dict[int, Payload], labels: list[str]) -> list[Component]:
     """One button per flipped dev example (click: inspect it with the same mask), the first ones only."""
     if not result["flipped"]:
         return [html.P("No dev prediction changed." if result["ablate"]
@@ -73,7 +73,7 @@ def flipped_items(result: Payload, examples: list[Payload], labels: list[str]) -
     binary = len(labels) == 2
     items: list[Component] = []
     for example_id in result["flipped"][:MAX_FLIPPED_SHOWN]:
-        example = examples[example_id] if example_id < len(examples) else None
+        example = examples.get(example_id)
         verdict = ""
         if example is not None:  # with two labels a flip is a fix exactly when the unablated model was wrong
             verdict = (("now wrong" if example["predicted"] == example["label"] else "now right") if binary
@@ -102,7 +102,7 @@ def make_show_score(api: ApiClient):
             raise PreventUpdate
         try:
             result = api.evaluate(state.off, state.mode)
-            examples = api.dev_examples(model_info["fingerprint"])
+            examples = {i: api.dev_example(model_info["fingerprint"], i) for i in result["flipped"][:MAX_FLIPPED_SHOWN]}
         except ApiError as exc:
             return ("—", "false", "—", "false", "—", "score-value", [],
                     f"The score could not be computed: {exc.message}", [])
