@@ -142,3 +142,21 @@ def test_examples_search_pages_through_the_matches_and_predicts_only_them(
     assert client.get("/api/examples", params={"q": "no such words"}).json() == {"total": 0, "items": []}
     too_long = client.get("/api/examples", params={"q": "x" * 201})
     assert too_long.status_code == 422 and "200" in too_long.text
+
+
+def test_cpu_batches_are_bounded_in_tokens(tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch is the smallest unit of batch work the scheduler hands out, so on a CPU it holds at most
+    CPU_BATCH_TOKENS padded tokens (one long input alone) and an interactive call waits for at most one."""
+    from headscope.engine import evaluation
+
+    examples = make_task(dev=60, train=0).split("dev")
+    lengths = tiny_model.token_counts([e.text for e in examples], [None] * len(examples))
+    whole = evaluation.prepare_split(tiny_model, examples, batch_size=64, budget_bytes=0)
+    assert len(whole.batches) == 1  # 60 short sentences fit 1,024 tokens
+    monkeypatch.setattr(evaluation, "CPU_BATCH_TOKENS", 64)
+    bounded = evaluation.prepare_split(tiny_model, examples, batch_size=64, budget_bytes=0)
+    assert all(b.input_ids.numel() <= 64 or b.size == 1 for b in bounded.batches)
+    assert sum(b.size for b in bounded.batches) == 60 and len(bounded.batches) >= 60 * min(lengths) // 64
+    assert any(b.size > 1 for b in bounded.batches) and max(lengths) <= 64
+    np.testing.assert_allclose(bounded.baseline_logits, whole.baseline_logits, atol=1e-5)
+    assert evaluation.rows_per_pass_for(tiny_model, bounded) == 64 // max(b.input_ids.shape[1] for b in bounded.batches)

@@ -501,10 +501,11 @@ class Engine:
                 known[:] = whole.baseline_predictions
             missing = [i for i in chosen if known[i] < 0]
         if missing:
-            # one example per unit of interactive work, so a page of long inputs (BERT-large at 512 tokens:
-            # seconds each on a CPU) lets an attention call in between examples instead of after the page
-            predicted = prepare_split(self.model, [rows[i] for i in missing], batch_size=1, budget_bytes=0,
-                                      run=self.chunked(priority=Priority.INTERACTIVE)).baseline_predictions
+            # in chunks of interactive work, so a page of long inputs (BERT-large at 512 tokens: seconds each on a
+            # CPU, one per batch there) lets the grid's attention call in between batches, not after the page
+            predicted = prepare_split(self.model, [rows[i] for i in missing], batch_size=self.batch_size,
+                                      budget_bytes=0, run=self.chunked(priority=Priority.INTERACTIVE)
+                                      ).baseline_predictions
             with self._state:
                 known[missing] = predicted
         labels = self.model.labels

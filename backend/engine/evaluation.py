@@ -77,15 +77,23 @@ def choose_kept_layers(num_layers: int, per_layer_bytes: int, budget_bytes: int)
 # spill the caches (12 single-head masks on 300 dev examples, MiniLM, 1 thread: 64 rows 16.3 s, 256 rows
 # 18.1 s, 1024 rows 21.8 s), so on CPU the masks of a sweep share passes only when batches are small.
 CPU_ROWS_PER_PASS = 64
+# Padded tokens in one batch, and in one pass, on a CPU. A batch is the smallest unit of batch work the
+# scheduler hands out, so an interactive call (the inspector's grid) waits for at most one: 64 sentences of
+# 16 tokens, or one input of 512 tokens (BERT-large: seconds, where a batch of 64 such took minutes).
+CPU_BATCH_TOKENS = 1024
 CUDA_MEMORY_FRACTION = 0.5  # share of the free device memory one pass may use (the allocator needs slack)
 CUDA_MAX_ROWS_PER_PASS = 16384
 
 
 def rows_per_pass_for(model: LoadedModel, prepared: PreparedSplit) -> int:
     """How many rows one pass can take: on CUDA, what half the free memory holds at the split's longest
-    batch (activations of one layer at a time, in inference mode); on CPU a fixed size."""
-    if model.device.type != "cuda" or not prepared.batches:
+    batch (activations of one layer at a time, in inference mode); on CPU a fixed size, fewer rows where
+    the longest batch's rows are long (CPU_BATCH_TOKENS)."""
+    if not prepared.batches:
         return CPU_ROWS_PER_PASS
+    if model.device.type != "cuda":
+        seq = max(b.input_ids.shape[1] for b in prepared.batches)
+        return max(1, min(CPU_ROWS_PER_PASS, CPU_BATCH_TOKENS // seq))
     free, _total = torch.cuda.mem_get_info(model.device)
     seq = max(b.input_ids.shape[1] for b in prepared.batches)
     element = torch.finfo(model.dtype).bits // 8
@@ -116,12 +124,19 @@ def run_all(weights: Sequence[float], work: Callable[[int, int], None]) -> None:
 
 def batch_split(model: LoadedModel, examples: list[Example], batch_size: int) -> list[Batch]:
     """The examples tokenised (truncated to `max_tokens`) into batches of similar length, on the model's
-    device: all a pass over the split needs besides the model (no forward pass here)."""
+    device: all a pass over the split needs besides the model (no forward pass here). A batch holds at most
+    `batch_size` examples and, on a CPU, at most CPU_BATCH_TOKENS padded tokens (at least one example)."""
     lengths = model.token_counts([e.text for e in examples], [e.text_pair for e in examples])
     order = np.argsort(lengths, kind="stable")
+    tokens = CPU_BATCH_TOKENS if model.device.type == "cpu" else None
     batches: list[Batch] = []
-    for start in range(0, len(order), batch_size):
-        positions = order[start:start + batch_size]
+    start = 0
+    while start < len(order):
+        stop = start + 1  # lengths ascend, so the last example of a batch sets its padded length
+        while stop < len(order) and stop - start < batch_size and \
+                (tokens is None or (stop - start + 1) * lengths[order[stop]] <= tokens):
+            stop += 1
+        positions, start = order[start:stop], stop
         encoded = model.encode_batch([examples[i].text for i in positions], [examples[i].text_pair for i in positions])
         encoded = {k: v.to(model.device, non_blocking=True) for k, v in encoded.items()}
         batches.append(Batch(positions=positions, **encoded))
