@@ -31,16 +31,21 @@ def example_option(item: Payload) -> dict[str, Any]:
 
 
 def make_load_examples(api: ApiClient):
-    def load_examples(model_info: Payload | None, search: str | None, value: int | None,
+    def load_examples(model_info: Payload | None, search: str | None, request: str | None,
                       options: list[Payload] | None) -> tuple[Any, str]:
         """The picker's options: the first page of dev examples, or those whose text contains what is typed
-        (or the example whose id is typed, as 12 or #12), with the chosen example (the address's `ex`, which
-        syncInputs puts in the picker) kept among them."""
+        (or the example whose id is typed, as 12 or #12), with the address's example (`ex` of the
+        grid's request, the input the page shows) kept among them. Not an input of the picker's value:
+        syncInputs sets that from the address whenever the options change."""
         if not model_info:
             raise PreventUpdate
-        if ctx.triggered_id == "example-picker" and "example-picker.value" in ctx.triggered_prop_ids and \
-                (value is None or value in {option["value"] for option in options or []}):
-            raise PreventUpdate  # already offered (and syncInputs answers new options with the value again)
+        value = request_state(request, model_info).ex if request is not None else None
+        if ctx.triggered_id == "grid-request" and (value is None or value in {o["value"] for o in options or []}):
+            raise PreventUpdate  # the input is typed text, or already offered
+        if ctx.triggered_id == "example-picker" and not (search or "").strip():
+            # the search was cleared, as on picking a found example: new options now would make syncInputs
+            # put the old address's example back before the pick reaches the address
+            raise PreventUpdate
         query = (search or "").strip()[:MAX_SEARCH_CHARS]
         fingerprint = model_info["fingerprint"]
         try:
@@ -117,6 +122,6 @@ def make_show_input(api: ApiClient):
 def register(app: Dash, api: ApiClient) -> None:
     app.callback(Output("example-picker", "options"), Output("example-picker", "placeholder"),
                  Input("model-info", "data"), Input("example-picker", "search_value"),
-                 Input("example-picker", "value"), State("example-picker", "options"))(make_load_examples(api))
+                 Input("grid-request", "data"), State("example-picker", "options"))(make_load_examples(api))
     app.callback(Output("input-summary", "children"), Input("grid-request", "data"),
                  State("model-info", "data"), prevent_initial_call=True)(make_show_input(api))
