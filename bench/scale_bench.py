@@ -49,9 +49,10 @@ EXAMPLES, TOKENS = 64, 512
 TARGETS = {"ready_s": 30.0, "thumbs_bytes": 2.5e6, "one_head_p50_ms": 250.0, "browser_s": 20.0}
 START_TIMEOUT_S = 300
 BROWSER_TIMEOUT_MS = 300_000
-# the page's own signals that it has drawn: the grid's thumbnails (head-grid not busy) and the focused heatmap
+# the page's own signals that it has drawn: the grid's picture of every head (head-grid no longer busy) and
+# the focused head's heatmap (its panel no longer busy, the heatmap trace in the figure)
 GRID_DRAWN = "#head-grid[aria-busy='false']"
-HEATMAP_DRAWN = "#heatmap .heatmaplayer image, #heatmap .hm image"
+HEATMAP_DRAWN = "#focus-panel[aria-busy='false'] #heatmap g.hm"
 
 
 def build_model(directory: Path, shape: dict[str, int]) -> Path:

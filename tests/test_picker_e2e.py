@@ -18,13 +18,9 @@ from headscope.engine.tasks import Task
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from bench.browser import CHROMIUM, chromium
-from tests.helpers import make_task
+from tests.helpers import BROWSER_TEST, make_task
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = [*BROWSER_TEST]
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 WAIT_MS = 30_000
@@ -69,23 +65,6 @@ def running(tiny_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -
 
     with serve_in_thread(app) as url:
         yield Server(url, engine)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], errors
 
 
 def test_the_picker_searches_the_split_and_opens_what_it_finds(page, running: Server) -> None:
