@@ -17,7 +17,6 @@ from headscope.app.attention_callbacks import input_of, request_state
 Payload = dict[str, Any]
 OPTION_TEXT_CHARS = 110
 PICKER_PAGE = 20  # examples the picker offers at a time (each page is predicted by the API when first asked)
-MAX_SEARCH_CHARS = 200  # the API's limit on q (docs/api.md, /api/examples)
 EXAMPLE_ID = re.compile(r"#?(\d+)")
 
 
@@ -46,7 +45,7 @@ def make_load_examples(api: ApiClient):
             # the search was cleared, as on picking a found example: new options now would make syncInputs
             # put the old address's example back before the pick reaches the address
             raise PreventUpdate
-        query = (search or "").strip()[:MAX_SEARCH_CHARS]
+        query = (search or "").strip()  # too long: the API's 422 (its limit) is shown as the placeholder
         fingerprint = model_info["fingerprint"]
         try:
             answer = api.examples("dev", 0, PICKER_PAGE, q=query or None)
