@@ -160,3 +160,31 @@ def test_cpu_batches_are_bounded_in_tokens(tiny_model: LoadedModel, monkeypatch:
     assert any(b.size > 1 for b in bounded.batches) and max(lengths) <= 64
     np.testing.assert_allclose(bounded.baseline_logits, whole.baseline_logits, atol=1e-5)
     assert evaluation.rows_per_pass_for(tiny_model, bounded) == 64 // max(b.input_ids.shape[1] for b in bounded.batches)
+
+
+class RecordingScheduler:
+    """Runs every call at once, as the direct scheduler does, and records each call's priority."""
+
+    def __init__(self) -> None:
+        self.priorities: list[object] = []
+
+    def schedule(self, call, priority=None):
+        self.priorities.append(priority)
+        return call()
+
+
+def test_the_shown_example_is_interactive_and_a_page_to_choose_from_is_batch_work(tiny_model: LoadedModel,
+                                                                                  tmp_path: Path) -> None:
+    from headscope.engine.scheduling import Priority
+
+    scheduler = RecordingScheduler()
+    engine = Engine(tiny_model, make_task(dev=60, train=0), ResultStore(tmp_path / "r.sqlite"), batch_size=8,
+                    scheduler=scheduler)
+    engine.examples("dev", 7, 1)  # the example a view names
+    assert scheduler.priorities and set(scheduler.priorities) == {Priority.INTERACTIVE}
+    scheduler.priorities.clear()
+    engine.examples("dev", 20, 20)  # the picker's page: never ahead of the grid's attention call
+    assert scheduler.priorities and set(scheduler.priorities) == {Priority.BATCH}
+    scheduler.priorities.clear()
+    engine.examples("dev", 20, 20)
+    assert scheduler.priorities == []  # remembered: no model work

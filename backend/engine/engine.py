@@ -501,11 +501,12 @@ class Engine:
                 known[:] = whole.baseline_predictions
             missing = [i for i in chosen if known[i] < 0]
         if missing:
-            # in chunks of interactive work, so a page of long inputs (BERT-large at 512 tokens: seconds each on a
-            # CPU, one per batch there) lets the grid's attention call in between batches, not after the page
+            # the one example a view shows is interactive work; a list to choose from (the picker's page) is
+            # batch work, so on a large model (BERT-large at 512 tokens: seconds an example on a CPU) it never
+            # holds up the grid's attention call
+            priority = Priority.INTERACTIVE if len(missing) == 1 else Priority.BATCH
             predicted = prepare_split(self.model, [rows[i] for i in missing], batch_size=self.batch_size,
-                                      budget_bytes=0, run=self.chunked(priority=Priority.INTERACTIVE)
-                                      ).baseline_predictions
+                                      budget_bytes=0, run=self.chunked(priority=priority)).baseline_predictions
             with self._state:
                 known[missing] = predicted
         labels = self.model.labels
