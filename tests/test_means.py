@@ -25,8 +25,7 @@ from headscope.engine.workspace import build_engine
 from headscope.settings import Settings
 from typer.testing import CliRunner
 
-from tests.helpers import make_task
-from tests.test_cli import write_task
+from tests.helpers import make_task, write_task_file
 from tests.test_scheduling import hold
 
 
@@ -40,7 +39,7 @@ def gated_engine(model: LoadedModel, folder: Path) -> tuple[Engine, ModelGate]:
 def test_prepare_stores_the_means_of_the_model_it_would_serve(tiny_model_dir: Path, tmp_path: Path) -> None:
     """`headscope prepare --model M --task T` (the default model's path minus the fine-tuning): the means
     land in the results store, equal to a direct computation, and a second run finds them."""
-    task_file = write_task(tmp_path / "mine.csv", rows=20)
+    task_file = write_task_file(tmp_path / "mine.csv", rows=20)
     args = ["prepare", "--model", str(tiny_model_dir), "--task", str(task_file), "--cache-dir", str(tmp_path / "c")]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
