@@ -85,6 +85,9 @@ def make_fetch_focus(api: ApiClient):
 def register(app: Dash, api: ApiClient) -> None:
     app.clientside_callback(js("deriveRequests"), Output("grid-request", "data"), Output("focus-request", "data"),
                             Output("evaluate-request", "data"), Output("head-grid", "aria-busy", allow_duplicate=True),
+                            Output("score", "children", allow_duplicate=True),
+                            Output("score", "aria-busy", allow_duplicate=True),
+                            Output("score-status", "children", allow_duplicate=True),
                             Input("page-search", "data"), State("grid-request", "data"),
                             State("focus-request", "data"), State("evaluate-request", "data"),
                             prevent_initial_call=True)
@@ -106,8 +109,7 @@ def register(app: Dash, api: ApiClient) -> None:
     # the focus leaves the grid's many toggles alone.
     app.clientside_callback(
         js("styleMask"),
-        Output({"toggle": ALL}, "data-ablated"), Output({"toggle": ALL}, "aria-pressed"),
-        Output({"toggle": ALL}, "title"), Output({"layer-toggle": ALL}, "className"),
+        Output({"layer-toggle": ALL}, "className"),
         Output({"mode-button": ALL}, "className"), Output({"mode-button": ALL}, "aria-pressed"),
         Output("mask-summary", "children"), Output("reset-mask", "disabled"),
         Input("evaluate-request", "data"), State("model-info", "data"),

@@ -28,6 +28,7 @@ def _stores(model_info: dict[str, Any]) -> list[Any]:
         dcc.Store(id="page-search"),  # {search, how}: the canonical query the page shows (state_callbacks)
         dcc.Store(id="external-search"),  # a URL the page did not write, for the server to check
         dcc.Store(id="problems", data=[]),  # what could not be shown, one message each
+        dcc.Store(id="grid-click"),  # {focus|toggle: "L3H7", at}: a head's button clicked (headscope.js)
         dcc.Store(id="grid-request"),  # canonical query of the input and mask (attention_callbacks)
         dcc.Store(id="focus-request"),  # canonical query of the input, mask and focus (attention_callbacks)
         dcc.Store(id="evaluate-request"),  # canonical query of the mask (score_callbacks)
@@ -138,9 +139,10 @@ def _head_grid(num_layers: int, num_heads: int) -> html.Div:
     picture of every head, the grid's `--thumbs`, as its background) and, under it, a toggle that disables it.
 
     Every item has a fixed grid position, so the one focus ring moves by its style alone. A large model's
-    grid scrolls inside its panel (heads at least 30 px wide, the head labels kept in view). The grid is
-    kept to two components per head, and ids use one key per kind (`{"toggle": "L3H7"}`): Dash's work
-    on each update grows with the number of components and with the ids that share a key set.
+    grid scrolls inside its panel (heads at least 30 px wide, the head labels kept in view). The heads'
+    buttons carry no Dash ids: Dash finds a pattern-matching id by scanning every id of its key set, so
+    384 of them made each click and mask cost seconds. A click on one is turned into `grid-click` by the
+    browser (static/headscope.js), and `styleMask` marks the disabled ones (`data-ablated`).
     """
     def at(row: int, column: int, rows: int = 1) -> dict[str, Any]:
         return {"gridRow": f"{row + 1} / span {rows}", "gridColumn": column + 1}
@@ -163,12 +165,12 @@ def _head_grid(num_layers: int, num_heads: int) -> html.Div:
         for head in range(num_heads):
             name = head_name(layer, head)
             items.append(html.Button(
-                id={"focus": name}, className="thumb", n_clicks=0, title=f"Focus {name}",
+                className="thumb", title=f"Focus {name}",
                 style=at(row, head + 1) | sprite_cell(layer, head),
                 **{"data-focus": name, "aria-label": f"Focus {name}"},
             ))
             items.append(html.Button(
-                name, id={"toggle": name}, className="toggle", n_clicks=0, title=f"Disable {name}",
+                name, className="toggle", title=f"Disable {name}",
                 style=at(row + 1, head + 1), **{"data-head": name, "data-ablated": "false", "aria-pressed": "false"},
             ))
     items.append(html.Div(id="focus-ring", className="focus-ring", style=at(1, 1, 2), **{"aria-hidden": "true"}))

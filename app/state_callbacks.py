@@ -7,9 +7,9 @@
   checked here, on the server (`check_search`): invalid parts fall back to their defaults with one
   explanation each; a text the model refuses keeps the previous view (typed) or falls back to example 0
   (a link), saying why once.
-- `applySearch` writes the result to the address bar and the share box, and marks the score busy when
-  the mask changed, in one update. `page-search` ({search, how}) is what the page shows;
-  `external-search` is a URL the page did not write, waiting for `check_search`.
+- `applySearch` writes the result to the address bar and the share box in one update (`deriveRequests`,
+  attention_callbacks.py, marks the score busy when the mask changed). `page-search` ({search, how}) is
+  what the page shows; `external-search` is a URL the page did not write, waiting for `check_search`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from headscope.app.urlstate import ModelShape, parse_query, to_query
 # Every control that turns a click into the next URL, in the browser. Add a control here only if it
 # cannot be a `{"param": NAME}` component.
 CONTROLS = (
-    Input({"toggle": ALL}, "n_clicks"),
-    Input({"focus": ALL}, "n_clicks"),
+    Input("grid-click", "data"),  # a head's picture (focus) or toggle, clicked
     Input({"layer-toggle": ALL}, "n_clicks"),
     Input("reset-mask", "n_clicks"),
     Input({"mode-button": ALL}, "n_clicks"),
@@ -99,10 +98,8 @@ def register(app: Dash, api: ApiClient) -> None:
                  State("pair-input", "value"), State("page-search", "data"), State("model-info", "data"),
                  prevent_initial_call=True)(make_check_search(api))
     app.clientside_callback(js("applySearch"), Output("url", "search", allow_duplicate=True),
-                            Output("share-url", "value"), Output("score", "children", allow_duplicate=True),
-                            Output("score", "aria-busy", allow_duplicate=True),
-                            Output("score-status", "children", allow_duplicate=True),
-                            Input("page-search", "data"), State("url", "search"), prevent_initial_call=True)
+                            Output("share-url", "value"), Input("page-search", "data"), State("url", "search"),
+                            prevent_initial_call=True)
     app.callback(Output("problems-text", "children"), Output("problems-banner", "hidden"),
                  Input("problems", "data"))(show_problems)
     app.clientside_callback(js("syncInputs"), Output("example-picker", "value"), Output("text-input", "value"),

@@ -76,9 +76,6 @@
         return {values: values, layer: Number(values.layer || 0), head: Number(values.head || 0),
             off: readHeads(values.off), mode: values.mode};
     }
-    function sameJson(a, b) {
-        return JSON.stringify(a) === JSON.stringify(b);
-    }
     /** The clicked control's id, or null for the calls Dash makes when such components appear. */
     function clickedId() {
         const ctx = dc().callback_context;
@@ -389,6 +386,29 @@
         }, 1000);
     }
 
+    // ---- the head grid's buttons (no Dash ids: see app/layout.py `_head_grid`) ---------------------
+    /** A click on a head's picture or toggle -> `grid-click`, which `nextSearch` turns into the next URL. */
+    document.addEventListener('click', (event) => {
+        const button = event.target instanceof Element
+            ? event.target.closest('#head-grid [data-focus], #head-grid [data-head]') : null;
+        if (!button || !dc() || !dc().set_props) return;
+        const click = button.dataset.focus ? {focus: button.dataset.focus} : {toggle: button.dataset.head};
+        dc().set_props('grid-click', {data: Object.assign(click, {at: Date.now()})});
+    });
+    /** The disabled heads (names) -> each toggle's data-ablated, aria-pressed and title, where they change
+     * (these attributes are set here only: the layout gives every toggle "false"). */
+    function markToggles(off) {
+        const grid = document.getElementById('head-grid');
+        if (!grid) return;
+        for (const toggle of grid.querySelectorAll('[data-head]')) {
+            const state = String(off.has(toggle.dataset.head));
+            if (toggle.getAttribute('data-ablated') === state) continue;
+            toggle.setAttribute('data-ablated', state);
+            toggle.setAttribute('aria-pressed', state);
+            toggle.title = (state === 'true' ? 'Enable ' : 'Disable ') + toggle.dataset.head;
+        }
+    }
+
     // ---- the callbacks (registered from app/*_callbacks.py by name) -------------------------------
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
         headscope: {
@@ -408,7 +428,9 @@
                 if (id === 'dismiss-problems') return [NO(), clear];
                 const values = readQuery(page.search);
                 let next;
-                if (id === 'example-picker') {
+                if (id === 'grid-click') {
+                    next = nextValues(value, values, modelInfo);
+                } else if (id === 'example-picker') {
                     next = String(value) === values.ex ? null
                         : Object.assign({}, values, {ex: String(value), text: null, pair: null});
                 } else {
@@ -424,32 +446,33 @@
                 return {search: current, at: Date.now()};
             },
             /** page-search -> the address bar (a new entry for a click, a quiet replacement for a link the
-             * server normalised), the share box, and a busy score when the mask changes, in one update. */
+             * server normalised) and the share box, in one update. */
             applySearch: function (page, previous) {
-                if (!page) return [NO(), NO(), NO(), NO(), NO()];
+                if (!page) return [NO(), NO()];
                 if (window.location.search !== page.search) {
                     const url = window.location.pathname + page.search + window.location.hash;
                     if (page.how === 'push') window.history.pushState(window.history.state, '', url);
                     else window.history.replaceState(window.history.state, '', url);
                 }
                 const share = window.location.origin + window.location.pathname + page.search;
-                const maskChanged = !previous || !sameJson(scoped(readQuery(previous), ['mask']),
-                    scoped(readQuery(page.search), ['mask']));
-                return [page.search === previous ? NO() : page.search, share, maskChanged ? '…' : NO(),
-                    maskChanged ? 'true' : NO(), maskChanged ? PENDING_SCORE : NO()];
+                return [page.search === previous ? NO() : page.search, share];
             },
             /** The address bar -> what to fetch, each only when what it depends on changes: the grid's
              * thumbnails for the input and mask, the focused head's full map for the input, mask and focus,
-             * the score for the mask (so moving the focus fetches one head, and neither the grid nor the score). */
+             * the score for the mask (so moving the focus fetches one head, and neither the grid nor the score).
+             * A new score request marks the score busy in the same update (whatever changed the URL: a click,
+             * a link, Back). */
             deriveRequests: function (page, gridRequest, focusRequest, evaluateRequest) {
-                if (!page) return [NO(), NO(), NO(), NO()];
+                if (!page) return [NO(), NO(), NO(), NO(), NO(), NO(), NO()];
                 const values = readQuery(page.search);
                 const grid = encodeQuery(scoped(values, ['input', 'mask']));
                 const focus = encodeQuery(scoped(values, ['input', 'mask', 'focus']));
                 const evaluate = encodeQuery(scoped(values, ['mask']));
                 const newGrid = grid !== gridRequest;
-                return [newGrid ? grid : NO(), focus === focusRequest ? NO() : focus,
-                    evaluate === evaluateRequest ? NO() : evaluate, newGrid ? 'true' : NO()];
+                const newScore = evaluate !== evaluateRequest;
+                return [newGrid ? grid : NO(), focus === focusRequest ? NO() : focus, newScore ? evaluate : NO(),
+                    newGrid ? 'true' : NO(), newScore ? '…' : NO(), newScore ? 'true' : NO(),
+                    newScore ? PENDING_SCORE : NO()];
             },
             /** The address bar -> what the word view depends on (input, mask, measure, focus), or null at token
              * level, so nothing is fetched unless the view is shown (app/word_callbacks.py). */
@@ -461,23 +484,19 @@
             },
             /** The mask and mode -> every toggle, layer label and mode button. */
             styleMask: function (request, modelInfo) {
-                const [ablated, pressed, titles, layers, modes, modesPressed] = dc().callback_context.outputs_list;
+                const [layers, modes, modesPressed] = dc().callback_context.outputs_list;
                 if (!request || !modelInfo) {
-                    return [ablated, pressed, titles, layers, modes, modesPressed].map((group) => group.map(() => NO()))
-                        .concat([NO(), NO()]);
+                    return [layers, modes, modesPressed].map((group) => group.map(() => NO())).concat([NO(), NO()]);
                 }
                 const view = viewOf(request);
                 const off = new Set(view.off.map(([l, h]) => headName(l, h)));
-                const states = ablated.map(({id}) => String(off.has(id.toggle)));
-                const layerClass = layers.map(({id}) => {
-                    const count = view.off.filter(([l]) => l === id['layer-toggle']).length;
-                    return 'layer-toggle' + (count === modelInfo.num_heads ? ' all-off' : count ? ' some-off' : '');
-                });
+                markToggles(off);
                 const total = modelInfo.num_layers * modelInfo.num_heads;
                 return [
-                    states, states,
-                    titles.map(({id}) => (off.has(id.toggle) ? 'Enable ' : 'Disable ') + id.toggle),
-                    layerClass,
+                    layers.map(({id}) => {
+                        const count = view.off.filter(([l]) => l === id['layer-toggle']).length;
+                        return 'layer-toggle' + (count === modelInfo.num_heads ? ' all-off' : count ? ' some-off' : '');
+                    }),
                     modes.map(({id}) => 'mode-button' + (id['mode-button'] === view.mode ? ' active' : '')),
                     modesPressed.map(({id}) => String(id['mode-button'] === view.mode)),
                     off.size ? `${off.size} of ${total} heads off (${view.mode})` : `all ${total} heads on`,
