@@ -42,11 +42,14 @@ def request_state(request: str, model_info: Payload) -> ViewState:
 def attention_answer(api: ApiClient, state: ViewState, model_info: Payload, *, fmt: str,
                      heads: Sequence[Sequence[int]] | None, masked: bool = True) -> str:
     """The one place the inspector asks `/api/attention` for maps: the state's input under its mask (or
-    with nothing disabled, `masked=False`), in `fmt`, for `heads` (None: every head). The answer text."""
+    with nothing disabled, `masked=False`), in the state's measure and `fmt`, for `heads` (None: every head).
+    Rollout is per layer (docs/api.md, "Attention measures"): every layer's map, whatever `heads` says.
+    The answer text."""
     text, pair = input_of(api, state, model_info)
     ablate, mode = (state.off, state.mode) if masked else ((), "zero")
     size = THUMB_SIZE if fmt == "thumb" else None
-    return api.attention_text(text, pair, ablate, mode, fmt=fmt, heads=heads, size=size)
+    heads = None if state.measure == "rollout" else heads
+    return api.attention_text(text, pair, ablate, mode, fmt=fmt, heads=heads, size=size, measure=state.measure)
 
 
 def make_fetch_grid(api: ApiClient):
@@ -96,7 +99,8 @@ def register(app: Dash, api: ApiClient) -> None:
     app.callback(Output("focus-attention", "data"), Input("focus-request", "data"), State("model-info", "data"),
                  prevent_initial_call=True)(make_fetch_focus(api))
     app.clientside_callback(js("drawThumbnails"), Output("head-grid", "style"), Output("head-grid", "aria-busy"),
-                            Input("grid-attention", "data"), Input("grid-request", "data"), State("head-grid", "style"))
+                            Output("head-grid", "data-measure"), Input("grid-attention", "data"),
+                            Input("grid-request", "data"), State("head-grid", "style"))
     app.clientside_callback(js("drawFocus"), Output("heatmap", "figure"), Output("diff", "figure"),
                             Output("focus-title", "children"), Output("focus-panel", "aria-busy"),
                             Input("focus-attention", "data"), Input("focus-request", "data"))

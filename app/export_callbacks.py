@@ -33,7 +33,7 @@ def numbers(api: ApiClient, state: ViewState, model_info: Payload, link: str) ->
     example = api.dev_example(model_info["fingerprint"], state.ex) if state.ex is not None else None
     return {
         "model": model_info["name"], "fingerprint": model_info["fingerprint"], "task": model_info["task"]["name"],
-        "split": result["split"], "metric": result["metric"], "mode": state.mode,
+        "split": result["split"], "metric": result["metric"], "mode": state.mode, "measure": state.measure,
         "off": [head_name(*h) for h in state.off],
         **{key: result[key] for key in ("score", "baseline", "delta", "n", "flipped")},
         "significance": result.get("significance"),
@@ -53,8 +53,8 @@ def as_csv(rows: list[list[Any]]) -> str:
 
 def numbers_csv(data: Payload) -> str:
     rows: list[list[Any]] = [["quantity", "value"]]
-    rows += [[key, data[key]] for key in ("model", "fingerprint", "task", "split", "metric", "mode", "score",
-                                          "baseline", "delta", "n", "focus", "url")]
+    rows += [[key, data[key]] for key in ("model", "fingerprint", "task", "split", "metric", "mode", "measure",
+                                          "score", "baseline", "delta", "n", "focus", "url")]
     rows += [["off", " ".join(data["off"])], ["flipped", " ".join(map(str, data["flipped"]))],
              ["input", f"ex={data['input']['ex']}" if data["input"]["ex"] is not None else data["input"]["text"]]]
     for name, title in (("prediction", ""), ("baseline_prediction", "baseline ")):
@@ -73,12 +73,15 @@ def make_export_numbers(api: ApiClient):
         try:
             if ctx.triggered_id == "export-head-csv":
                 text, pair = input_of(api, state, model_info)
-                answer = api.attention(text, pair, state.off, state.mode, heads=[[state.layer, state.head]])
-                values = answer["heads"][0]["values"]
-                rows = [["from\\to", *answer["tokens"]]]
+                rollout = state.measure == "rollout"  # one map per layer: the focused layer's
+                answer = api.attention(text, pair, state.off, state.mode, measure=state.measure,
+                                       heads=None if rollout else [[state.layer, state.head]])
+                values = answer["layers"][state.layer]["values"] if rollout else answer["heads"][0]["values"]
+                rows = [[f"from\\to ({state.measure})", *answer["tokens"]]]
                 rows += [[token, *(f"{v:.5f}" for v in row)]
                          for token, row in zip(answer["tokens"], values, strict=True)]
-                name = f"headscope-{head_name(state.layer, state.head)}-{view_label(state)}.csv"
+                focus = f"L{state.layer}-rollout" if rollout else head_name(state.layer, state.head)
+                name = f"headscope-{focus}-{view_label(state)}.csv"
                 return dcc.send_string(as_csv(rows), name, type="text/csv")
             data = numbers(api, state, model_info, link or "")
         except ApiError as exc:

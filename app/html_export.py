@@ -21,8 +21,14 @@ FILENAME = "headscope-view.html"
 
 
 def decode_heads(response: Payload, num_layers: int, num_heads: int) -> np.ndarray:
-    """``/api/attention``'s f16 heads -> ``[layers, heads, n, n]`` float32."""
+    """``/api/attention``'s f16 heads -> ``[layers, heads, n, n]`` float32; for rollout its layers ->
+    ``[layers, n, n]`` (what `standalone_html` takes)."""
     n = len(response["tokens"])
+    if response.get("measure") == "rollout":
+        maps = np.zeros((num_layers, n, n), dtype=np.float32)
+        for entry in response["layers"]:
+            maps[entry["layer"]] = np.frombuffer(base64.b64decode(entry["data"]), dtype="<f2").reshape(n, n)
+        return maps
     maps = np.zeros((num_layers, num_heads, n, n), dtype=np.float32)
     for entry in response["heads"]:
         data = np.frombuffer(base64.b64decode(entry["data"]), dtype="<f2").reshape(n, n)
@@ -31,15 +37,15 @@ def decode_heads(response: Payload, num_layers: int, num_heads: int) -> np.ndarr
 
 
 def view_html(api: ApiClient, state: ViewState, model_info: Payload, share_url: str | None = None) -> str:
-    """The standalone page of a view (its input, focus, mask and mode)."""
+    """The standalone page of a view (its input, focus, mask, mode and measure)."""
     text, pair = input_of(api, state, model_info)
     off = [list(h) for h in state.off]
-    response = api.attention(text, pair, off, state.mode, fmt="f16")
+    response = api.attention(text, pair, off, state.mode, fmt="f16", measure=state.measure)
     scores = api.evaluate(off, state.mode)
     maps = decode_heads(response, int(model_info["num_layers"]), int(model_info["num_heads"]))
     task = model_info.get("task", {}).get("name", "")
     return standalone_html(
         title=f"headscope: {model_info['name']} on {task}", tokens=response["tokens"], maps=maps,
-        focus=(state.layer, state.head), off=off, mode=state.mode, measure="weights",
+        focus=(state.layer, state.head), off=off, mode=state.mode, measure=state.measure,
         prediction=response["prediction"], labels=model_info["labels"], model_name=model_info["name"],
         scores=scores, link=share_url)

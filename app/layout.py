@@ -130,7 +130,7 @@ def _view_controls() -> html.Div:
                            value=None, inline=True, className="choice", inputClassName="choice-input"),
         ], className="choice-row", role="group", **{"aria-label": label})
 
-    return html.Div([choice("level", LEVELS, "Focus over")],
+    return html.Div([choice("measure", MEASURES, "Show"), choice("level", LEVELS, "Focus over")],
                     className="view-controls")
 
 

@@ -52,6 +52,8 @@ URL_PARAMS: tuple[Param, ...] = (
     Param("head", "focus", "0"),
     Param("off", "mask", "", omit_default=True),
     Param("mode", "mask", "zero"),
+    # what the maps show (docs/api.md, "Attention measures"): refetched with the input's attention
+    Param("measure", "input", "weights", omit_default=True, choices=("weights", "norm", "rollout")),
     # the focused head's word view (docs/api.md, "Words, parses and syntax heads"): drawn for the focus
     Param("level", "focus", "token", omit_default=True, choices=("token", "word")),
     # the Layers page's scatter (docs/api.md, "Dashboard URL"): state 0 (embeddings) .. L, omitted = the last
@@ -86,8 +88,8 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class ViewState:
-    """One view of the dashboard: the input (a dev example or free text), focused head, mask and mode, and
-    whether the focused head is also shown over words."""
+    """One view of the dashboard: the input (a dev example or free text), focused head, mask and mode, the
+    measure the maps show, and whether the focused head is also shown over words."""
 
     ex: int | None = 0
     text: str | None = None
@@ -96,6 +98,7 @@ class ViewState:
     head: int = 0
     off: tuple[Head, ...] = field(default_factory=tuple)
     mode: str = "zero"
+    measure: str = "weights"
     level: str = "token"
     state: int | None = None  # the Layers page's PCA: state 0 (embeddings) .. num_layers; None = the last
     pooling: str = "first"  # the Layers page's PCA: the first token's state or the mean over tokens
@@ -106,8 +109,8 @@ class ViewState:
         return {"ex": str(self.ex) if example else None, "text": None if example else (self.text or ""),
                 "pair": None if example else (self.pair or None), "layer": str(self.layer),
                 "head": str(self.head), "off": ",".join(head_name(*h) for h in sorted(set(self.off))),
-                "mode": self.mode, "level": self.level, "state": None if self.state is None else str(self.state),
-                "pooling": self.pooling}
+                "mode": self.mode, "measure": self.measure, "level": self.level,
+                "state": None if self.state is None else str(self.state), "pooling": self.pooling}
 
 
 def head_name(layer: int, head: int) -> str:
@@ -249,6 +252,6 @@ def encode_query(values: dict[str, str | None]) -> str:
 
 
 def to_query(state: ViewState) -> str:
-    """The canonical query string of a state, '?'-prefixed: input, focus, mask (when any), mode, level
-    (when not the default)."""
+    """The canonical query string of a state, '?'-prefixed: input, focus, mask (when any), mode, measure
+    and level (each when not the default)."""
     return encode_query(state.url_values())

@@ -56,7 +56,7 @@ def make_draw_word_view(api: ApiClient):
         if not request:
             return message_figure(""), "", True
         state = request_state(request, model_info)
-        measure = "weights"
+        measure = state.measure
         what = (f"rollout up to layer {state.layer}" if measure == "rollout"
                 else f"L{state.layer}H{state.head} ({measure})")
         try:

@@ -74,7 +74,7 @@
     function viewOf(search) {
         const values = readQuery(search);
         return {values: values, layer: Number(values.layer || 0), head: Number(values.head || 0),
-            off: readHeads(values.off), mode: values.mode};
+            off: readHeads(values.off), mode: values.mode, measure: values.measure || 'weights'};
     }
     /** The clicked control's id, or null for the calls Dash makes when such components appear. */
     function clickedId() {
@@ -94,7 +94,7 @@
         } else if (id.focus) {
             const [layer, head] = parseHead(id.focus);
             change.layer = String(layer);
-            change.head = String(head);
+            if (values.measure !== 'rollout') change.head = String(head);  // rollout: one map per layer
         } else if (id['layer-toggle'] !== undefined) {
             const layer = id['layer-toggle'];
             const heads = Array.from({length: modelInfo.num_heads}, (_, h) => h);
@@ -138,21 +138,32 @@
             if (parsedAnswers.size >= 6) parsedAnswers.delete(parsedAnswers.keys().next().value);
             const answer = JSON.parse(text);
             answer.byName = new Map(answer.heads.map((h) => [headName(h.layer, h.head), h]));
+            // rollout: one map per layer (docs/api.md, "Attention measures"), which stands for the layer's heads
+            for (const entry of answer.layers || []) answer.byName.set(`L${entry.layer}`, entry);
             answer.decoded = new Map();
             parsedAnswers.set(text, answer);
         }
         return parsedAnswers.get(text);
     }
+    /** The name an answer files a head's map under: the head's, or under rollout its layer's. */
+    function mapName(answer, layer, head) {
+        return answer.measure === 'rollout' ? `L${layer}` : headName(layer, head);
+    }
+    /** The maps an answer holds, as {layer, head}: every head's, or under rollout each layer's (as head 0). */
+    function mapEntries(answer) {
+        return answer.measure === 'rollout' ? answer.layers.map((e) => ({layer: e.layer, head: 0})) : answer.heads;
+    }
     /** A head's [rows, cols]: its `shape` for a thumbnail, n x n for a full map. */
     function headShape(answer, layer, head) {
-        const entry = answer && answer.byName.get(headName(layer, head));
+        const entry = answer && answer.byName.get(mapName(answer, layer, head));
         if (!entry) return null;
         return entry.shape || [answer.tokens.length, answer.tokens.length];
     }
+    /** A head's map (its layer's under rollout), decoded once. */
     function headValues(answer, layer, head) {
         if (!answer) return null;
         const cache = answer.decoded;
-        const name = headName(layer, head);
+        const name = mapName(answer, layer, head);
         if (!cache.has(name)) {
             const entry = answer.byName.get(name);
             if (!entry || !entry.data) return null;
@@ -231,14 +242,16 @@
     }
     /** Every head's map in one picture: head h of layer l at cell (l, h), each cell rows x cols pixels. */
     function gridSpriteUri(answer, shape) {
-        const [rows, cols] = headShape(answer, answer.heads[0].layer, answer.heads[0].head);
+        const entries = mapEntries(answer);  // rollout: each layer's map in its first head's cell
+        if (!entries.length) return BLANK;
+        const [rows, cols] = headShape(answer, entries[0].layer, entries[0].head);
         const canvas = document.createElement('canvas');
         canvas.width = cols * shape.num_heads;
         canvas.height = rows * shape.num_layers;
         const context = canvas.getContext('2d');
         const scale = palette().sequential;
         const ramp = Array.from({length: 256}, (_, k) => colourAt(scale, k / 255));
-        for (const entry of answer.heads) {
+        for (const entry of entries) {
             const values = headValues(answer, entry.layer, entry.head);
             const image = context.createImageData(cols, rows);
             const top = maxOf(values) || 1;
@@ -288,15 +301,19 @@
             y: Object.assign({autorange: 'reversed', title: {text: 'from token (query)', font: {size: 11}}}, common),
         };
     }
-    function heatmapFigure(tokens, values, n, height) {
+    /** What a measure's numbers are called in hover text and on colour bars (docs/api.md, "Attention measures"). */
+    const MEASURE_WORDS = {weights: 'weight', norm: 'norm', rollout: 'rollout'};
+    function heatmapFigure(tokens, values, n, height, measure) {
         const labels = tokenCategories(tokens);
         const axes = tokenAxes(tokens, height);
+        const word = MEASURE_WORDS[measure] || 'weight';
         return {
             data: [{
                 type: 'heatmap', z: packed(values, `${n},${n}`), x: labels, y: labels, colorscale: palette().sequential,
                 zmin: 0, zmax: Math.max(maxOf(values), 1e-6),
-                hovertemplate: 'from <b>%{y}</b><br>to <b>%{x}</b><br>weight %{z:.4f}<extra></extra>',
-                colorbar: {thickness: 10, len: 0.9, tickfont: {size: 10}},
+                hovertemplate: `from <b>%{y}</b><br>to <b>%{x}</b><br>${word} %{z:.4f}<extra></extra>`,
+                colorbar: {thickness: 10, len: 0.9, tickfont: {size: 10}, title: {side: 'right', font: {size: 10},
+                    text: measure === 'norm' ? 'norm (this head\'s scale)' : word}},
             }],
             layout: {
                 height: height, margin: {l: 90, r: 10, t: 8, b: 90}, xaxis: axes.x, yaxis: axes.y,
@@ -330,13 +347,14 @@
         };
     }
     /** Lines from each query token to each key token of the window [start, end) (positions as in the input). */
-    function linesFigure(tokens, values, n, start, end) {
+    function linesFigure(tokens, values, n, start, end, measure) {
         const bins = 8;
+        const scale = measure === 'norm' ? 1 / (maxOf(values) || 1) : 1;  // norm rows do not sum to 1
         const xs = Array.from({length: bins}, () => []);
         const ys = Array.from({length: bins}, () => []);
         for (let i = start; i < end; i++) {
             for (let j = start; j < end; j++) {
-                const weight = values[i * n + j];
+                const weight = values[i * n + j] * scale;
                 if (!(weight >= 0.02)) continue;
                 const bin = Math.min(bins - 1, Math.floor(Math.sqrt(weight) * bins));
                 xs[bin].push(0, 1, NaN);  // NaN breaks the line between two segments
@@ -351,7 +369,8 @@
             y: packed(Float32Array.from(ys[bin]), String(x.length)), hoverinfo: 'skip', showlegend: false,
             line: {color: `rgba(${dark.join(', ')}, ${((bin + 1) / bins) ** 2 * 0.9 + 0.05})`, width: 1 + bin * 0.35},
         }));
-        const hover = 'weights from <b>%{text}</b> (%{y})<extra></extra>';
+        const hover = `${measure === 'norm' || measure === 'rollout' ? measure : 'weights'} from `
+            + '<b>%{text}</b> (%{y})<extra></extra>';
         traces.push({type: 'scatter', mode: 'text', x: indices.map(() => 0), y: indices, text: labels,
             textposition: 'middle left', hovertemplate: hover, showlegend: false,
             textfont: {size: 12}});
@@ -507,7 +526,8 @@
             styleFocus: function (page) {
                 if (!page) return [NO(), NO()];
                 const view = viewOf(page.search);
-                return [{gridRow: `${2 * view.layer + 2} / span 2`, gridColumn: view.head + 2},
+                const column = view.measure === 'rollout' ? 2 : view.head + 2;  // rollout: the layer's one map
+                return [{gridRow: `${2 * view.layer + 2} / span 2`, gridColumn: column},
                     headName(view.layer, view.head)];
             },
             /** The state -> the input controls: the picker always shows the URL's example; a text from the
@@ -528,9 +548,11 @@
              * app/layout.py), so drawing 384 heads is one update, not one per head. */
             drawThumbnails: function (grid, request, style) {
                 const answer = grid && grid.request === request ? parsedAnswer(grid.masked) : null;
-                if (!answer) return [NO(), String(!grid || grid.request !== request)];
+                if (!answer) return [NO(), String(!grid || grid.request !== request), NO()];
                 const modelInfo = JSON.parse(document.querySelector('[data-grid-shape]').dataset.gridShape);
-                return [Object.assign({}, style, {'--thumbs': `url(${gridSpriteUri(answer, modelInfo)})`}), 'false'];
+                // data-measure: under rollout only each layer's first picture shows (headscope.css)
+                return [Object.assign({}, style, {'--thumbs': `url(${gridSpriteUri(answer, modelInfo)})`}), 'false',
+                    answer.measure || 'weights'];
             },
             /** The focused head's answer -> the heatmap, the difference view and the title naming what they
              * show (all from the same answer; while the next head is on its way the panel is busy). */
@@ -540,20 +562,30 @@
                     return [emptyFigure('Loading attention…', 430), emptyFigure('', 420), NO(), 'true'];
                 }
                 const view = viewOf(focus.request);
-                const title = `${headName(view.layer, view.head)} · layer ${view.layer}, head ${view.head}`
-                    + (isOff(view.off, view.layer, view.head) ? ` · disabled (${view.mode})` : '');
+                let title = view.measure === 'rollout' ? `rollout up to layer ${view.layer} (Abnar & Zuidema)`
+                    : `${headName(view.layer, view.head)} · layer ${view.layer}, head ${view.head}`
+                        + (isOff(view.off, view.layer, view.head) ? ` · disabled (${view.mode})` : '');
                 const answer = parsedAnswer(focus.masked);
                 const values = answer ? headValues(answer, view.layer, view.head) : null;
                 if (!values) {
                     return [emptyFigure(focus.error ? 'No attention for this input' : 'No data for this head', 430),
                         emptyFigure('', 420), title, 'false'];
                 }
+                // norm: each head on its own scale, said in the title; a head disabled in zero or mean mode moves
+                // nothing (the API marks it `disabled`, all 0)
+                const silent = view.measure === 'norm' && Boolean(answer.byName.get(headName(view.layer, view.head))?.disabled);
+                if (view.measure === 'norm') {
+                    title += silent ? ' · norm: moves nothing (all 0)'
+                        : ` · norm, this head's scale: max ${maxOf(values).toPrecision(3)}`;
+                }
                 const n = answer.tokens.length;
                 const baseline = focus.baseline ? parsedAnswer(focus.baseline) : answer;
                 const base = headValues(baseline, view.layer, view.head);
                 const difference = base && base.length === values.length
                     ? differenceFigure(answer.tokens, values, base, n, 420) : emptyFigure('No baseline for this head', 420);
-                return [heatmapFigure(answer.tokens, values, n, 430), difference, title, 'false'];
+                const heatmap = silent ? emptyFigure(`${headName(view.layer, view.head)} is disabled (${view.mode}): it `
+                    + 'moves nothing from token to token', 430) : heatmapFigure(answer.tokens, values, n, 430, view.measure);
+                return [heatmap, difference, title, 'false'];
             },
             /** The focused head's answer and the window's first token -> the lines between the window's tokens,
              * the window's slider range and what it shows. */
@@ -567,7 +599,7 @@
                 const last = Math.max(0, n - LINES_WINDOW);
                 const from = Math.min(Math.max(Number(start) || 0, 0), last);
                 const to = Math.min(n, from + LINES_WINDOW);
-                const lines = linesFigure(answer.tokens, values, n, from, to);
+                const lines = linesFigure(answer.tokens, values, n, from, to, view.measure);
                 const label = n <= LINES_WINDOW ? `all ${n} tokens` : `tokens ${from}–${to - 1} of ${n}`;
                 return [lines, {height: `${lines.layout.height}px`}, last, label];
             },
@@ -621,7 +653,7 @@
         const left = 36;
         const top = 22;
         const layers = modelInfo.num_layers;
-        const heads = modelInfo.num_heads;
+        const heads = attention.measure === 'rollout' ? 1 : modelInfo.num_heads;  // rollout: one map a layer
         const width = left + heads * (cell + gap);
         const height = top + layers * (cell + gap) + 22;
         const canvas = document.createElement('canvas');
@@ -633,7 +665,7 @@
                     off: isOff(state.off, layer, head), x: left + head * (cell + gap), y: top + layer * (cell + gap)});
             }
         }
-        const caption = `${modelInfo.name} · mode ${state.mode} · off: `
+        const caption = `${modelInfo.name} · ${state.measure} · mode ${state.mode} · off: `
             + (state.off.map(([l, h]) => headName(l, h)).join(', ') || 'none');
         if (format === 'svg') {
             const escape = (t) => String(t).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -556,3 +556,71 @@ def test_the_atlas_draws_a_pairs_job_and_a_cell_opens_the_inspector_with_both_he
     assert page.locator("[data-head=L0H1][data-ablated='true']").count() == 1
     query = query_of(page.url)
     assert (query["layer"], query["head"], query["off"], query["mode"]) == (["0"], ["1"], ["L0H1,L2H0"], ["zero"])
+
+
+def shown_heatmap(page) -> np.ndarray:
+    """The focused heatmap's numbers as the browser holds them (packed float32)."""
+    page.wait_for_function("document.querySelector('#heatmap .js-plotly-plot')?.data?.[0]?.z?.bdata")
+    packed = page.evaluate("document.querySelector('#heatmap .js-plotly-plot').data[0].z")
+    return np.frombuffer(base64.b64decode(packed["bdata"]), "<f4").reshape(
+        [int(side) for side in packed["shape"].split(",")])
+
+
+def pictured(page) -> list[str]:
+    """The heads whose grid picture shows: the grid's one picture is drawn and the head's cell is visible."""
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    assert page.evaluate("getComputedStyle(document.getElementById('head-grid'))"
+                         ".getPropertyValue('--thumbs').trim().startsWith('url(')")
+    return page.eval_on_selector_all(
+        "[data-focus]",
+        "els => els.filter(e => getComputedStyle(e).visibility === 'visible').map(e => e.dataset.focus)")
+
+
+def test_a_norm_link_draws_what_each_head_moves_on_its_own_scale(page, server: str, api: httpx.Client) -> None:
+    text, pair = dev_text(api, 2)
+    page.goto(server + "/?ex=2&layer=1&head=1&mode=zero&measure=norm")
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    norm = api.post("/attention", json={"text": text, "text_pair": pair, "measure": "norm",
+                                        "heads": [[1, 1]]}).json()["heads"][0]["values"]
+    shown = shown_heatmap(page)
+    weights = api.post("/attention", json={"text": text, "text_pair": pair, "heads": [[1, 1]]}).json()
+    assert not np.allclose(np.asarray(norm), weights["heads"][0]["values"], atol=1e-2)  # so the check can fail
+    assert np.allclose(shown, norm, rtol=2e-3, atol=2e-3)  # float16 on the wire
+    expect(page.locator("#focus-title")).to_contain_text("norm, this head's scale: max ")
+    scale = re.search(r"max ([0-9.e+-]+)", page.inner_text("#focus-title"))[1]
+    assert float(scale) == pytest.approx(np.max(norm), rel=5e-3)  # the scale shown is this head's largest
+    assert "norm" in page.evaluate("document.querySelector('#heatmap .js-plotly-plot').data[0].colorbar.title.text")
+    assert page.is_checked("[id*='\"param\":\"measure\"'] input[value=norm]")
+    model = api.get("/model").json()
+    assert len(pictured(page)) == model["num_layers"] * model["num_heads"]
+
+    # A head disabled in zero mode moves nothing: its map is all 0 and the focus says so.
+    page.click("[data-head=L1H1]")
+    page.wait_for_function("new URL(location.href).searchParams.get('off') === 'L1H1'")
+    expect(page.locator("#focus-title")).to_contain_text("moves nothing", timeout=WAIT_MS)
+    expect(page.locator("#heatmap")).to_contain_text("moves nothing")
+    assert "measure=norm" in page.input_value("#share-url")
+
+
+def test_a_rollout_link_draws_one_map_per_layer_and_the_focus_follows_the_layer(page, server: str,
+                                                                               api: httpx.Client) -> None:
+    text, pair = dev_text(api, 2)
+    page.goto(server + "/?ex=2&layer=2&head=3&off=L1H1&measure=rollout")
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    answer = api.post("/attention", json={"text": text, "text_pair": pair, "measure": "rollout",
+                                          "ablate": [[1, 1]], "mode": "zero"}).json()
+    rollout = {entry["layer"]: np.asarray(entry["values"]) for entry in answer["layers"]}
+    assert np.allclose(shown_heatmap(page), rollout[2], atol=2e-3)
+    expect(page.locator("#focus-title")).to_contain_text("rollout up to layer 2")
+    model = api.get("/model").json()
+    assert pictured(page) == [f"L{layer}H0" for layer in range(model["num_layers"])]  # one map per layer
+
+    assert page.get_attribute("#head-grid", "data-measure") == "rollout"
+    page.click("[data-focus=L0H0]")
+    expect(page.locator("#focus-title")).to_contain_text("rollout up to layer 0", timeout=WAIT_MS)
+    assert np.allclose(shown_heatmap(page), rollout[0], atol=2e-3)
+    assert query_of(page.url)["layer"] == ["0"] and query_of(page.url)["head"] == ["3"]  # the head is kept
+    # Back to weights: the same head's weights again, the measure gone from the link.
+    page.click("[id*='\"param\":\"measure\"'] input[value=weights]")
+    page.wait_for_function("!new URL(location.href).searchParams.has('measure')")
+    expect(page.locator("#focus-title")).to_contain_text("L0H3", timeout=WAIT_MS)

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 MODES = tuple(ABLATION_MODES)
+MEASURES = ("weights", "norm", "rollout")
 LEVELS = ("token", "word")
 SHAPE = ModelShape(num_layers=6, num_heads=12, dev_size=1000, modes=MODES, max_text_chars=500)
 
@@ -90,18 +91,21 @@ def test_unknown_repeated_and_orphan_parameters_are_explained() -> None:
     assert "'foo'" in joined and "more than once" in joined and "pair ignored" in joined
 
 
-def test_level_is_in_the_link_only_when_not_the_default() -> None:
-    state, problems = parse_query("?ex=2&layer=1&head=3&level=word", SHAPE)
-    assert problems == [] and state.level == "word"
-    assert to_query(state) == "?ex=2&layer=1&head=3&mode=zero&level=word"
-    assert "level" not in to_query(ViewState(ex=2))
-    assert parse_query("?level=token", SHAPE) == (ViewState(), [])
+def test_measure_and_level_are_in_the_link_only_when_not_the_default() -> None:
+    state, problems = parse_query("?ex=2&layer=1&head=3&level=word&measure=norm", SHAPE)
+    assert problems == [] and (state.measure, state.level) == ("norm", "word")
+    assert to_query(state) == "?ex=2&layer=1&head=3&mode=zero&measure=norm&level=word"
+    plain = to_query(ViewState(ex=2))
+    assert "measure" not in plain and "level" not in plain
+    assert parse_query("?measure=weights&level=token", SHAPE) == (ViewState(), [])
 
 
-def test_an_unknown_level_falls_back_and_names_the_allowed_ones() -> None:
-    state, problems = parse_query("?level=sentence&mode=mean", SHAPE)
-    assert (state.level, state.mode) == ("token", "mean")
-    assert len(problems) == 1 and "level='sentence'" in problems[0] and "token, word" in problems[0]
+def test_an_unknown_measure_or_level_falls_back_and_names_the_allowed_ones() -> None:
+    state, problems = parse_query("?measure=gradient&level=sentence&mode=mean", SHAPE)
+    assert (state.measure, state.level, state.mode) == ("weights", "token", "mean")
+    assert len(problems) == 2
+    assert "measure='gradient'" in problems[0] and all(m in problems[0] for m in MEASURES)
+    assert "level='sentence'" in problems[1] and "token, word" in problems[1]
 
 
 def test_the_layers_pages_state_and_pooling_are_in_the_link() -> None:
@@ -127,11 +131,11 @@ texts = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=
 STATES = st.one_of(  # every kind of view a link can name (the browser test reuses it)
     st.builds(ViewState, ex=st.integers(0, SHAPE.dev_size - 1), text=st.none(), pair=st.none(),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
-              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS),
+              mode=st.sampled_from(MODES), measure=st.sampled_from(MEASURES), level=st.sampled_from(LEVELS),
               state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS)),
     st.builds(ViewState, ex=st.none(), text=texts, pair=st.one_of(st.none(), texts),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
-              mode=st.sampled_from(MODES), level=st.sampled_from(LEVELS),
+              mode=st.sampled_from(MODES), measure=st.sampled_from(MEASURES), level=st.sampled_from(LEVELS),
               state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS)),
 )
 
@@ -142,14 +146,14 @@ def test_every_state_survives_its_own_link(state: ViewState) -> None:
     assert problems == []
     assert parsed == ViewState(ex=state.ex, text=state.text, pair=state.pair, layer=state.layer,
                                head=state.head, off=tuple(sorted(set(state.off))), mode=state.mode,
-                               level=state.level, state=state.state, pooling=state.pooling)
+                               measure=state.measure, level=state.level, state=state.state, pooling=state.pooling)
     assert to_query(parsed) == to_query(state)  # canonical: one link per view
 
 
 @given(st.text(max_size=200))
 def test_any_query_parses_to_a_valid_state(query: str) -> None:
     state, _ = parse_query(query, SHAPE)
-    assert state.mode in MODES and state.level in LEVELS and state.pooling in POOLINGS
+    assert state.mode in MODES and state.measure in MEASURES and state.level in LEVELS and state.pooling in POOLINGS
     assert state.state is None or 0 <= state.state <= SHAPE.num_layers
     assert 0 <= state.layer < SHAPE.num_layers and 0 <= state.head < SHAPE.num_heads
     assert all(0 <= layer < SHAPE.num_layers and 0 <= head < SHAPE.num_heads for layer, head in state.off)
