@@ -198,7 +198,8 @@ def _grid_panel(model_info: dict[str, Any]) -> html.Section:
         html.P(
             "Click a picture to focus its head; click its name to switch it off or on; a layer's label "
             "switches the whole layer. Each picture is that head's attention (rows: from-token, columns: "
-            "to-token), scaled to its largest weight.",
+            "to-token) in the measure Show names, scaled to its own largest value; under rollout each layer "
+            "has one picture.",
             className="muted small help",
         ),
         class_name="grid-panel",

@@ -312,8 +312,9 @@
                 type: 'heatmap', z: packed(values, `${n},${n}`), x: labels, y: labels, colorscale: palette().sequential,
                 zmin: 0, zmax: Math.max(maxOf(values), 1e-6),
                 hovertemplate: `from <b>%{y}</b><br>to <b>%{x}</b><br>${word} %{z:.4f}<extra></extra>`,
-                colorbar: {thickness: 10, len: 0.9, tickfont: {size: 10}, title: {side: 'right', font: {size: 10},
-                    text: measure === 'norm' ? 'norm (this head\'s scale)' : word}},
+                colorbar: Object.assign({thickness: 10, len: 0.9, tickfont: {size: 10}}, measure === 'norm'
+                    || measure === 'rollout' ? {title: {side: 'right', font: {size: 10},
+                        text: measure === 'norm' ? 'norm (this head\'s scale)' : word}} : {}),
             }],
             layout: {
                 height: height, margin: {l: 90, r: 10, t: 8, b: 90}, xaxis: axes.x, yaxis: axes.y,
