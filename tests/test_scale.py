@@ -188,3 +188,25 @@ def test_the_shown_example_is_interactive_and_a_page_to_choose_from_is_batch_wor
     scheduler.priorities.clear()
     engine.examples("dev", 20, 20)
     assert scheduler.priorities == []  # remembered: no model work
+
+
+def test_views_asking_for_one_example_at_once_run_one_forward(tiny_model: LoadedModel, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grid, the focused head and the input panel each look up the example a link names at once: the
+    lookups queued behind the first answer from its prediction (on BERT-large at 512 tokens, each forward
+    is seconds on a CPU)."""
+    gate = ModelGate(queue_size=8)
+    engine = Engine(tiny_model, make_task(), ResultStore(tmp_path / "r.sqlite"), scheduler=gate)
+    passes: list[int] = []
+    original = tiny_model.run_layers
+    monkeypatch.setattr(tiny_model, "run_layers", lambda *a, **k: passes.append(1) or original(*a, **k))
+    holder, release = hold(gate)
+    answers: list[object] = []
+    callers = [threading.Thread(target=lambda: answers.append(engine.examples("dev", 5, 1))) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    assert gate.wait_until(lambda g: g.waiting == 3, timeout=60)
+    release.set()
+    for thread in (holder, *callers):
+        thread.join(60)
+    assert len(passes) == 1 and len(answers) == 3 and all(answer == answers[0] for answer in answers)

@@ -500,13 +500,23 @@ class Engine:
             if whole is not None:
                 known[:] = whole.baseline_predictions
             missing = [i for i in chosen if known[i] < 0]
-        if missing:
-            # the one example a view shows is interactive work; a list to choose from (the picker's page) is
-            # batch work, so on a large model (BERT-large at 512 tokens: seconds an example on a CPU) it never
-            # holds up the grid's attention call
-            priority = Priority.INTERACTIVE if len(missing) == 1 else Priority.BATCH
+        if len(missing) == 1:
+            # the one example a view shows is interactive work; the inspector's views ask for it at once, so a
+            # call queued behind another for it answers from `known` once it holds the gate (one forward)
+            def predict_one() -> None:
+                with self._state:
+                    if known[missing[0]] >= 0:
+                        return
+                predicted = prepare_split(self.model, [rows[missing[0]]], batch_size=1, budget_bytes=0)
+                with self._state:
+                    known[missing] = predicted.baseline_predictions
+
+            self.schedule(predict_one, Priority.INTERACTIVE)
+        elif missing:
+            # a list to choose from (the picker's page) is batch work, so on a large model (BERT-large at 512
+            # tokens: seconds an example on a CPU) it never holds up the grid's attention call
             predicted = prepare_split(self.model, [rows[i] for i in missing], batch_size=self.batch_size,
-                                      budget_bytes=0, run=self.chunked(priority=priority)).baseline_predictions
+                                      budget_bytes=0, run=self.chunked(priority=Priority.BATCH)).baseline_predictions
             with self._state:
                 known[missing] = predicted
         labels = self.model.labels
