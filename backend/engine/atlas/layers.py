@@ -82,7 +82,8 @@ def batch_states(model: LoadedModel, batch: Batch, disabled: torch.Tensor, mode:
             states.append(hidden)
 
     mask = batch.attention_mask
-    with intervene(Intervention(disabled=disabled[None].to(model.device), mode=mode, means=means)):
+    # fused attention, as the preparation and evaluation passes run it (states are read, weights are not)
+    with intervene(Intervention(disabled=disabled[None].to(model.device), mode=mode, means=means, fused=True)):
         if whole_last:
             states.append(model.run_layers(states[start], mask, start=start, keep=keep))
         else:
