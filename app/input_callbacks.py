@@ -39,7 +39,8 @@ def make_load_examples(api: ApiClient):
         if not model_info:
             raise PreventUpdate
         value = request_state(request, model_info).ex if request is not None else None
-        if ctx.triggered_id == "grid-request" and (value is None or value in {o["value"] for o in options or []}):
+        offered = {option["value"] for option in options or []}
+        if ctx.triggered_id == "grid-attention" and offered and (value is None or value in offered):
             raise PreventUpdate  # the input is typed text, or already offered
         if ctx.triggered_id == "example-picker" and not (search or "").strip():
             # the search was cleared, as on picking a found example: new options now would make syncInputs
@@ -84,6 +85,14 @@ def prediction_table(labels: list[str], masked: Payload, baseline: Payload) -> C
     return html.Table([head, html.Tbody(rows)], className="probs")
 
 
+def picker_after_grid(load_examples):
+    def load_examples_after_grid(search: str | None, _grid: Payload | None, request: str | None,
+                                 model_info: Payload | None, options: list[Payload] | None) -> tuple[Any, str]:
+        return load_examples(model_info, search, request, options)
+
+    return load_examples_after_grid
+
+
 def make_show_input(api: ApiClient):
     def show_input(request: str | None, model_info: Payload | None) -> list[Component]:
         """grid-request -> the input (example with its gold label, or the typed text) and the prediction."""
@@ -119,8 +128,12 @@ def make_show_input(api: ApiClient):
 
 
 def register(app: Dash, api: ApiClient) -> None:
+    # The first page is asked for once the grid has its thumbnails (grid-attention), never before: predicting
+    # a page is batch work that would otherwise run ahead of the grid on a large model.
     app.callback(Output("example-picker", "options"), Output("example-picker", "placeholder"),
-                 Input("model-info", "data"), Input("example-picker", "search_value"),
-                 Input("grid-request", "data"), State("example-picker", "options"))(make_load_examples(api))
+                 Input("example-picker", "search_value"), Input("grid-attention", "data"),
+                 State("grid-request", "data"), State("model-info", "data"),
+                 State("example-picker", "options"),
+                 prevent_initial_call=True)(picker_after_grid(make_load_examples(api)))
     app.callback(Output("input-summary", "children"), Input("grid-request", "data"),
                  State("model-info", "data"), prevent_initial_call=True)(make_show_input(api))
