@@ -114,14 +114,6 @@ def make_show_score(api: ApiClient):
     return show_score
 
 
-def score_after_grid(show_score):
-    def show_score_after_grid(_grid: Payload | None, means_ready: bool, request: str | None,
-                              model_info: Payload | None) -> tuple:
-        return show_score(request, means_ready, model_info)
-
-    return show_score_after_grid
-
-
 def register(app: Dash, api: ApiClient) -> None:
     app.callback(
         Output("score", "children", allow_duplicate=True), Output("score", "aria-busy", allow_duplicate=True),
@@ -129,9 +121,6 @@ def register(app: Dash, api: ApiClient) -> None:
         Output("score-delta", "children"), Output("score-delta", "className"),
         Output("score-details", "children"), Output("score-status", "children", allow_duplicate=True),
         Output("flipped-list", "children"),
-        # Triggered by the grid's answer, not by evaluate-request: the score's full-split evaluation is batch
-        # work that starts once the grid has its thumbnails, so it never delays the grid (evaluate-request
-        # changes only with the mask or mode, which always changes the grid's request too).
-        Input("grid-attention", "data"), Input("means-ready", "data"), State("evaluate-request", "data"),
-        State("model-info", "data"), prevent_initial_call=True,
-    )(score_after_grid(make_show_score(api)))
+        Input("evaluate-request", "data"), Input("means-ready", "data"), State("model-info", "data"),
+        prevent_initial_call=True,
+    )(make_show_score(api))
