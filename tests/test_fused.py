@@ -116,15 +116,21 @@ def test_the_fused_kernel_equals_eager_on_peaked_attention(mask_kind: str) -> No
         assert float((eager - plain).abs().max()) > 0.1, mode
 
 
-def test_passes_that_read_back_or_gate_stay_eager(tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[bool] = []
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """One entry per call of torch's fused attention kernel during the test (a spy around it)."""
+    seen: list[bool] = []
     original = torch.nn.functional.scaled_dot_product_attention
 
     def spy(*args, **kwargs):
-        calls.append(True)
+        seen.append(True)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    return seen
+
+
+def test_passes_that_read_back_or_gate_stay_eager(tiny_model: LoadedModel, calls: list[bool]) -> None:
     model = tiny_model
     batch = model.encode_batch(TEXTS, [None] * len(TEXTS))
     logits_of(model, row_masks(model), "zero", None, fused=True)
@@ -143,16 +149,7 @@ def test_passes_that_read_back_or_gate_stay_eager(tiny_model: LoadedModel, monke
     torch.testing.assert_close(gated, logits_of(model, row_masks(model), "zero", None, fused=False, gates=gates))
 
 
-def test_evaluations_take_the_fused_path_and_attention_stays_eager(engine: Engine,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[bool] = []
-    original = torch.nn.functional.scaled_dot_product_attention
-
-    def spy(*args, **kwargs):
-        calls.append(True)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+def test_evaluations_take_the_fused_path_and_attention_stays_eager(engine: Engine, calls: list[bool]) -> None:
     engine.evaluate([[1, 2]], "uniform", limit=8, use_store=False)
     assert calls, "evaluation passes capture nothing, so they take the fused path"
     calls.clear()

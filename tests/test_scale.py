@@ -76,15 +76,21 @@ def test_attention_memo_is_bounded_in_bytes(tiny_model: LoadedModel, tmp_path: P
     assert tiny.attention_memo_bytes() == 0  # larger than the whole budget: answered, not kept
 
 
+def gated_engine_counting_passes(model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An engine behind a model gate the test can hold, and a list that grows by one per forward pass."""
+    gate = ModelGate(queue_size=8)
+    engine = Engine(model, make_task(), ResultStore(tmp_path / "r.sqlite"), scheduler=gate)
+    passes: list[int] = []
+    original = model.run_layers
+    monkeypatch.setattr(model, "run_layers", lambda *a, **k: passes.append(1) or original(*a, **k))
+    return gate, engine, passes
+
+
 def test_calls_for_one_input_that_wait_together_run_one_forward(tiny_model: LoadedModel, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The dashboard asks for the grid's thumbnails, the focused head and the prediction of one new input at
     once: the calls queued behind the first answer from its forward instead of each running their own."""
-    gate = ModelGate(queue_size=8)
-    engine = Engine(tiny_model, make_task(), ResultStore(tmp_path / "r.sqlite"), scheduler=gate)
-    passes: list[int] = []
-    original = tiny_model.run_layers
-    monkeypatch.setattr(tiny_model, "run_layers", lambda *a, **k: passes.append(1) or original(*a, **k))
+    gate, engine, passes = gated_engine_counting_passes(tiny_model, tmp_path, monkeypatch)
     holder, release = hold(gate)
     answers: list[object] = []
     callers = [threading.Thread(target=lambda: answers.append(engine.attention(LONG, None, [(1, 2)], "uniform")))
@@ -195,11 +201,7 @@ def test_views_asking_for_one_example_at_once_run_one_forward(tiny_model: Loaded
     """The grid, the focused head and the input panel each look up the example a link names at once: the
     lookups queued behind the first answer from its prediction (on BERT-large at 512 tokens, each forward
     is seconds on a CPU)."""
-    gate = ModelGate(queue_size=8)
-    engine = Engine(tiny_model, make_task(), ResultStore(tmp_path / "r.sqlite"), scheduler=gate)
-    passes: list[int] = []
-    original = tiny_model.run_layers
-    monkeypatch.setattr(tiny_model, "run_layers", lambda *a, **k: passes.append(1) or original(*a, **k))
+    gate, engine, passes = gated_engine_counting_passes(tiny_model, tmp_path, monkeypatch)
     holder, release = hold(gate)
     answers: list[object] = []
     callers = [threading.Thread(target=lambda: answers.append(engine.examples("dev", 5, 1))) for _ in range(3)]
