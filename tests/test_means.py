@@ -119,6 +119,46 @@ def test_means_job_runs_beside_a_running_job_and_is_followed_by_a_mean_mode_requ
     jobs.close()
 
 
+def test_a_mean_mode_sweep_reports_the_means_as_the_first_part_of_its_progress(engine: Engine) -> None:
+    """Without stored means, a mean-mode job computes them first, reporting their chunks as the first
+    MEANS_SHARE of its bar, then runs its own passes over the rest."""
+    params = runner.normalise_params(engine, "layer", "mean", "dev", 8)
+    seen: list[tuple[float, bool]] = []
+    result = runner.run_job(engine, "layer", params, lambda share: seen.append((share, engine.has_head_means())))
+    shares = [share for share, _ in seen]
+    assert shares == sorted(shares) and shares[-1] == 1.0
+    computing = [share for share, known in seen if not known]  # reported while the means were not there yet
+    assert len(computing) >= 2 and 0 < computing[0] < runner.MEANS_SHARE
+    assert computing[-1] == pytest.approx(runner.MEANS_SHARE)
+    assert all(share >= runner.MEANS_SHARE for share, known in seen if known)
+    assert result["mode"] == "mean" and len(result["delta"]) == engine.model.num_layers
+
+
+def test_a_mean_mode_job_cancels_while_computing_the_means(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    """The job's first chunk is the means' (another caller asking for them follows that computation and
+    queues nothing), and a cancel then stops the job there: no means stored, its bar inside the means' share."""
+    engine, gate = gated_engine(tiny_model, tmp_path)
+    jobs = JobManager(engine)
+    holder, release = hold(gate)
+    followed, stop = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            job = jobs.submit("single-head", "mean", "dev", 8)
+            assert gate.wait_until(lambda g: g.waiting == 1, timeout=60)  # the job's first chunk
+            follower = pool.submit(engine.head_means, lambda _share: followed.set(), stop.is_set)
+            assert followed.wait(60) and gate.waiting == 1
+            stop.set()
+            jobs.cancel(job.id)
+        finally:
+            release.set()
+            holder.join(60)
+        with pytest.raises(JobCancelled):
+            follower.result(60)
+    assert jobs.wait(job.id).state == "cancelled"
+    assert 0 < job.progress < runner.MEANS_SHARE and not engine.has_head_means()
+    jobs.close()
+
+
 def test_http_offers_the_means_job_over_the_reference_split(engine: Engine, tmp_path: Path) -> None:
     with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as client:
         kinds = {k["kind"]: k for k in client.get("/api/jobs/kinds").json()["kinds"]}

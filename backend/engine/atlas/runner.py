@@ -41,6 +41,7 @@ from headscope.engine.words import require_offsets
 
 DEFAULT_MAX_HEADS = 5
 PARSE_SHARE = 0.2  # of a syntax job's progress bar, for parsing (when the parses are not stored yet)
+MEANS_SHARE = 0.2  # of a mean-mode job's progress bar, for the per-head means (when they are not stored yet)
 
 
 @dataclass(frozen=True)
@@ -219,8 +220,15 @@ def _means(engine: Engine, params: dict, progress: Progress, cancelled: Cancelle
 
 def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_progress,
             cancelled: Cancelled = never_cancelled, *, base_model: str | None = None) -> dict:
-    """Run one analysis with already normalised `params`; returns its JSON-ready result."""
+    """Run one analysis with already normalised `params`; returns its JSON-ready result.
+
+    A mean-mode job on a model whose per-head means are not stored yet computes them first, as the first
+    `MEANS_SHARE` of its progress (cancellable like the rest), instead of inside its first masked pass.
+    """
     mode, split, limit = params.get("mode") or "zero", params["split"], params["limit"]
+    if mode == "mean" and kind != "importance" and not engine.has_head_means():  # importance disables no head
+        engine.head_means(lambda share: progress(MEANS_SHARE * share), cancelled)
+        progress = _after_means(progress)
     common = {"progress": progress, "cancelled": cancelled}
     if kind == "single-head":
         return single_head_sweep(engine, mode, split, limit, **common)
@@ -248,6 +256,11 @@ def run_job(engine: Engine, kind: str, params: dict, progress: Progress = no_pro
     if kind == "means":
         return _means(engine, params, progress, cancelled)
     raise InputError(f"unknown job kind {kind!r}; allowed: {', '.join(KINDS)}")
+
+
+def _after_means(progress: Progress) -> Progress:
+    """The job's own work as the rest of its progress bar, after the means' share."""
+    return lambda share: progress(MEANS_SHARE + (1 - MEANS_SHARE) * share)
 
 
 def result_rows(result: dict) -> list[dict]:
