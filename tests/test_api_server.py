@@ -5,7 +5,6 @@ at once each getting exactly their own answer, and a server that stays responsiv
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from headscope.api.app import create_app
+from headscope.api.limits import ModelGate
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.model import LoadedModel
@@ -41,16 +41,20 @@ def fresh_engine(model: LoadedModel, tmp_path: Path, name: str, **task) -> Engin
     return Engine(model, make_task(**task), ResultStore(tmp_path / f"{name}.sqlite"), batch_size=8)
 
 
-def wait_for(url: str, condition, timeout: float = 20.0) -> dict:
-    """Ask /api/health until `condition(body)` holds: the gate's counters are the server's own state, and
-    this is the only place a client can observe them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body = httpx.get(f"{url}/api/health").json()
-        if condition(body):
-            return body
-        assert time.monotonic() < deadline, f"health never reached the expected state: {body}"
-        time.sleep(0.02)  # polling a counter over HTTP: the server has no event to wait on
+def wait_for(engine: Engine, url: str, condition, timeout: float = 20.0) -> dict:
+    """Wait until the server's gate (the engine's scheduler, in this process) has counters for which
+    `condition(counters)` holds, woken at each change of its queue, then read them as a client does, on
+    /api/health, which must say the same (the test holds the model, so they stay put)."""
+    gate = engine.scheduler
+    assert isinstance(gate, ModelGate), "create_app makes the gate the engine's scheduler"
+
+    def counters(g: ModelGate) -> dict:
+        return {"running": g.running, "waiting": g.waiting}
+
+    assert gate.wait_until(lambda g: condition(counters(g)), timeout), f"gate never got there: {counters(gate)}"
+    body = httpx.get(f"{url}/api/health").json()
+    assert condition(body), f"/api/health disagrees with the gate: {body}"
+    return body
 
 
 def test_every_endpoint_over_a_real_socket(engine: Engine, tmp_path: Path) -> None:
@@ -111,8 +115,8 @@ def test_full_queue_is_429_with_retry_after_while_health_model_and_stored_result
             pending: list[Future] = []
             for admitted, mask in enumerate(masks, start=1):  # one at a time, so the queue order is known
                 pending.append(pool.submit(httpx.post, f"{url}/api/evaluate", json={"ablate": mask}, timeout=60))
-                wait_for(url, lambda body, k=admitted: body["running"] + body["waiting"] == k)
-            assert wait_for(url, lambda body: body["running"] == 1)["waiting"] == 2
+                wait_for(engine, url, lambda body, k=admitted: body["running"] + body["waiting"] == k)
+            assert wait_for(engine, url, lambda body: body["running"] == 1)["waiting"] == 2
             refused = httpx.post(f"{url}/api/evaluate", json={"ablate": [[0, 3]]}, timeout=10)
             assert refused.status_code == 429
             assert int(refused.headers["retry-after"]) >= 1
@@ -146,10 +150,10 @@ def test_interactive_calls_go_ahead_of_queued_evaluations(engine: Engine, tmp_pa
     with serving(engine, tmp_path, queue_size=4) as url, ThreadPoolExecutor(3) as pool:
         with engine.lock:
             calls = [pool.submit(post, "A", "/api/evaluate", {"ablate": [[0, 1]]})]
-            wait_for(url, lambda body: body["running"] == 1)
+            wait_for(engine, url, lambda body: body["running"] == 1)
             calls.append(pool.submit(post, "B", "/api/evaluate", {"ablate": [[1, 2]]}))
-            wait_for(url, lambda body: body["waiting"] == 1)
+            wait_for(engine, url, lambda body: body["waiting"] == 1)
             calls.append(pool.submit(post, "C", "/api/attention", {"text": TEXTS[0], "heads": [[0, 0]]}))
-            wait_for(url, lambda body: body["waiting"] == 2)
+            wait_for(engine, url, lambda body: body["waiting"] == 2)
         assert all(call.result().status_code == 200 for call in calls)
     assert finished[0] == "C", finished

@@ -126,6 +126,7 @@ class ModelGate:
         with self._lock:
             if self._holder is None and not self._waiters:
                 self._holder = me
+                self._changed.notify_all()  # `running` changed: wake wait_until
                 return
             wake = threading.Event()
             heapq.heappush(self._waiters, (int(priority), next(self._arrivals), me, wake))
