@@ -13,6 +13,7 @@ from headscope.engine.metrics import accuracy, f1, mcc
 from headscope.engine.store import ResultStore
 
 from tests.helpers import make_task
+from tests.test_scale import RecordingScheduler
 
 
 def full_rerun_predictions(engine: Engine, ablate, mode: str, split: str = "dev") -> np.ndarray:
@@ -115,9 +116,11 @@ def test_limit_selects_the_first_examples(engine: Engine) -> None:
 def test_stored_results_survive_a_restart(engine: Engine, tmp_path: Path) -> None:
     first = engine.evaluate([[2, 1]], "uniform", limit=20)
     assert not first.cached
-    reopened = Engine(engine.model, engine.task, ResultStore(engine.store.path))
+    scheduler = RecordingScheduler()  # sees every piece of model work the reopened engine does
+    reopened = Engine(engine.model, engine.task, ResultStore(engine.store.path), scheduler=scheduler)
     second = reopened.evaluate([[2, 1]], "uniform", limit=20)
-    assert second.cached and not reopened._prepared  # answered from the file, no forward pass
+    assert second.cached and scheduler.priorities == []  # answered from the file, no forward pass
+    assert reopened.ready("dev", 20) is None and reopened.ready("dev", None) is None  # nothing prepared
     assert (second.score, second.flipped, second.n) == (first.score, first.flipped, first.n)
     # anything that changes the numbers changes the key
     assert not reopened.evaluate([[2, 1]], "zero", limit=20).cached

@@ -152,20 +152,21 @@ def test_nothing_stays_installed_after_a_call(tiny_model: LoadedModel) -> None:
 def test_two_threads_with_different_masks_get_their_sequential_answers(engine: Engine) -> None:
     masks = {"a": [[0, 1], [1, 2]], "b": [[2, 3]], "c": []}
     sequential = {name: engine.attention(TEXTS[0], None, mask, "zero") for name, mask in masks.items()}
-    engine._attention.clear()
+    unmemoised = Engine(engine.model, engine.task, engine.store, attention_cache_bytes=0)  # every call computes
     results: dict[str, list] = {name: [] for name in masks}
 
     def worker(name: str) -> None:
         for _ in range(5):
-            results[name].append(engine.attention(TEXTS[0], None, masks[name], "zero"))
-            engine._attention.clear()
+            results[name].append(unmemoised.attention(TEXTS[0], None, masks[name], "zero"))
 
     threads = [threading.Thread(target=worker, args=(name,)) for name in masks]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert unmemoised.attention_memo_bytes() == 0
     for name, answers in results.items():
+        assert len({id(answer) for answer in answers}) == len(answers)  # five computations, none shared
         for answer in answers:
             assert np.array_equal(answer.weights, sequential[name].weights)
             assert answer.probs == sequential[name].probs
