@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from headscope.api.app import create_app
 from headscope.api.limits import ModelGate
 from headscope.engine.engine import Engine
+from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.model import LoadedModel
 from headscope.engine.store import ResultStore
 from headscope.settings import Settings
@@ -151,8 +152,9 @@ def test_examples_search_pages_through_the_matches_and_predicts_only_them(
 
 
 def test_cpu_batches_are_bounded_in_tokens(tiny_model: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch is the smallest unit of batch work the scheduler hands out, so on a CPU it holds at most
-    CPU_BATCH_TOKENS padded tokens (one long input alone) and an interactive call waits for at most one."""
+    """One layer of a batch is the smallest unit of batch work the scheduler hands out, so on a CPU a batch
+    holds at most CPU_BATCH_TOKENS padded tokens (one long input alone) and an interactive call waits for at
+    most one layer of one."""
     from headscope.engine import evaluation
 
     examples = make_task(dev=60, train=0).split("dev")
@@ -212,3 +214,91 @@ def test_views_asking_for_one_example_at_once_run_one_forward(tiny_model: Loaded
     for thread in (holder, *callers):
         thread.join(60)
     assert len(passes) == 1 and len(answers) == 3 and all(answer == answers[0] for answer in answers)
+
+
+def one_unit_at_a_time(units: list[tuple[int, int]]):
+    """A runner that hands out one unit per chunk (what a BERT-large batch gets from the scheduler on a CPU,
+    where one layer of a batch already exceeds the chunk budget), noting each chunk's (start, stop)."""
+    def run(weights, work) -> None:
+        for index in range(len(weights)):
+            units.append((index, index + 1))
+            work(index, index + 1)
+
+    return run
+
+
+@pytest.mark.parametrize("kind", ["bert", "modernbert"])
+def test_a_pass_cut_between_layers_gives_the_very_same_numbers(kind: str, family_models) -> None:
+    """Batch work is handed out a layer of a pass at a time (so an interactive call never waits for a whole
+    pass), and every number equals the one-piece run exactly: split preparation (logits and kept layer
+    inputs), passes of several masks restarting from kept layers in every mode, and the per-head means."""
+    from headscope.engine.evaluation import head_output_means, masked_logits, prepare_split
+
+    model = family_models[kind]
+    examples = make_task(dev=24, train=0).split("dev")
+    units: list[tuple[int, int]] = []
+    whole = prepare_split(model, examples, batch_size=8, budget_bytes=1 << 30)
+    cut = prepare_split(model, examples, batch_size=8, budget_bytes=1 << 30, run=one_unit_at_a_time(units))
+    assert len(whole.batches) == 3 and len(units) == 3 * model.num_layers  # one unit per batch and layer
+    np.testing.assert_array_equal(cut.baseline_logits, whole.baseline_logits)
+    for ours, theirs in zip(cut.batches, whole.batches, strict=True):
+        assert ours.layer_inputs.keys() == theirs.layer_inputs.keys() == set(range(model.num_layers))
+        assert all(torch.equal(ours.layer_inputs[k], theirs.layer_inputs[k]) for k in ours.layer_inputs)
+    means = head_output_means(model, examples, batch_size=8)
+    units.clear()
+    assert torch.equal(head_output_means(model, examples, batch_size=8, run=one_unit_at_a_time(units)), means)
+    assert len(units) == 3 * model.num_layers
+    disabled = torch.zeros(4, model.num_layers, model.num_heads, dtype=torch.bool)
+    disabled[0, 0, 1] = disabled[1, 1, 2] = disabled[2, 2, 0] = True
+    disabled[3, 1, :] = True  # restarts at layers 0, 1, 2 and 1: passes of one and of two masks
+    for mode in ABLATION_MODES:
+        one_piece = masked_logits(model, whole, disabled, mode, means, rows_per_pass=16)
+        units.clear()
+        pieces = masked_logits(model, whole, disabled, mode, means, rows_per_pass=16, run=one_unit_at_a_time(units))
+        np.testing.assert_array_equal(pieces, one_piece)
+        # a unit per pass and layer it runs: 3 batches, restarts 0 (3 layers), 1 (2 layers, 2 masks), 2 (1 layer)
+        assert len(units) == 3 * (3 + 2 + 1)
+
+
+@pytest.mark.parametrize("job", ["split preparation", "picker page", "sweep", "head means"])
+def test_an_interactive_call_during_batch_work_waits_for_one_layer_of_one_batch(
+        job: str, tiny_model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A click that arrives while batch work holds the gate runs right after the unit in progress, and a
+    unit is one layer of one batch: on BERT-large at 512 tokens a whole batch is seconds on a CPU, its 24
+    layers each a 24th of it (the chunk that holds the gate here is the first one, always one unit)."""
+    gate, engine, _ = gated_engine_counting_passes(tiny_model, tmp_path, monkeypatch)
+    if job == "sweep":
+        engine.prepared("dev", None)
+    layers_run: list[tuple[str, int, int]] = []  # (who, from, to) of every run of layers, in order
+    entered, release = threading.Event(), threading.Event()
+    counting = tiny_model.run_layers
+
+    def blocking(hidden, mask, start=0, stop=None, keep=None):
+        who = threading.current_thread().name
+        layers_run.append((who, start, tiny_model.num_layers if stop is None else stop))
+        if who == "batch" and not entered.is_set():
+            entered.set()  # the batch work's first chunk runs: the click arrives now
+            assert release.wait(60)
+        return counting(hidden, mask, start, stop, keep)
+
+    monkeypatch.setattr(tiny_model, "run_layers", blocking)
+    work = {"split preparation": lambda: engine.prepared("dev", None),
+            "picker page": lambda: engine.examples("dev", 0, 20),
+            "sweep": lambda: engine.evaluate_many([[(0, 1)], [(0, 2)]], "zero", "dev"),
+            "head means": engine.head_means}[job]
+    batch = threading.Thread(target=work, name="batch")
+    batch.start()
+    assert entered.wait(60)
+    answer: list = []
+    click = threading.Thread(target=lambda: answer.append(engine.attention(LONG, None, [])), name="click")
+    click.start()
+    assert gate.wait_until(lambda g: g.waiting == 1, timeout=60)  # the click waits for the chunk in progress
+    release.set()
+    click.join(60)
+    batch.join(60)
+    assert answer and not batch.is_alive()
+    first_click = [who for who, _, _ in layers_run].index("click")
+    before = layers_run[:first_click]
+    assert [(start, stop) for _, start, stop in before] == [(0, 1)]  # one layer of the batch work, then the click
+    resumed = next(start for who, start, _ in layers_run[first_click:] if who == "batch")
+    assert resumed == 1  # the batch's pass went on from layer 1 after the click

@@ -77,9 +77,10 @@ def choose_kept_layers(num_layers: int, per_layer_bytes: int, budget_bytes: int)
 # spill the caches (12 single-head masks on 300 dev examples, MiniLM, 1 thread: 64 rows 16.3 s, 256 rows
 # 18.1 s, 1024 rows 21.8 s), so on CPU the masks of a sweep share passes only when batches are small.
 CPU_ROWS_PER_PASS = 64
-# Padded tokens in one batch, and in one pass, on a CPU. A batch is the smallest unit of batch work the
-# scheduler hands out, so an interactive call (the inspector's grid) waits for at most one: 64 sentences of
-# 16 tokens, or one input of 512 tokens (BERT-large: seconds, where a batch of 64 such took minutes).
+# Padded tokens in one batch, and in one pass, on a CPU: 64 sentences of 16 tokens, or two inputs of 512 tokens
+# (a BERT-large pass of such a batch is seconds on a CPU, where a batch of 64 such took minutes). One layer of
+# one pass is the smallest unit of batch work the scheduler hands out (run_by_layer), so an interactive call
+# (the inspector's grid) waits for at most a layer of such a batch.
 CPU_BATCH_TOKENS = 1024
 CUDA_MEMORY_FRACTION = 0.5  # share of the free device memory one pass may use (the allocator needs slack)
 CUDA_MAX_ROWS_PER_PASS = 16384
@@ -118,8 +119,35 @@ Runner = Callable[[Sequence[float], Callable[[int, int], None]], None]
 
 def run_all(weights: Sequence[float], work: Callable[[int, int], None]) -> None:
     """Run every unit at once (the default): callers that queue model work pass a chunking runner
-    (``Engine.batch_runner``: :func:`headscope.engine.scheduling.run_chunked` through the engine's scheduler)."""
+    (``Engine.chunked``: :func:`headscope.engine.scheduling.run_chunked` through the engine's scheduler)."""
     work(0, len(weights))
+
+
+def run_by_layer(run: Runner, starts: Sequence[int], costs: Sequence[float], num_layers: int,
+                 segment: Callable[[int, int, int], None]) -> None:
+    """Run forward passes through `run` as units of one layer each: pass ``p`` covers layers
+    ``starts[p]..num_layers-1`` at ``costs[p]`` a layer.
+
+    Why layers: a unit is what an interactive call may wait for, and one pass of a batch is seconds on a
+    CPU at BERT-large size (24 layers, 1,024 padded tokens), one layer a 24th of it. `segment(p, a, b)` runs
+    layers ``a..b-1`` of pass ``p``: once per pass and chunk, in order, the pass's first call starting at
+    ``starts[p]``, its last one ending at `num_layers`; between calls it keeps the pass's hidden states.
+    Unchunked (:func:`run_all`) each pass is one call, so the same passes run the same operations either
+    way and every number is the same.
+    """
+    units = [(p, layer) for p, start in enumerate(starts) for layer in range(start, num_layers)]
+
+    def work(first: int, stop: int) -> None:
+        index = first
+        while index < stop:
+            p, begin = units[index]
+            end = index
+            while end < stop and units[end][0] == p:
+                end += 1
+            segment(p, begin, units[end - 1][1] + 1)
+            index = end
+
+    run([costs[p] for p, _ in units], work)
 
 
 def batch_split(model: LoadedModel, examples: list[Example], batch_size: int) -> list[Batch]:
@@ -148,8 +176,8 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
     """Tokenise, batch by length, run the unablated model once and keep layer inputs within the budget.
 
     On CUDA, kept inputs beyond `device_budget_bytes` (default: a quarter of the free device memory,
-    leaving room for passes) live in pinned host memory instead. The forward passes (one unit per
-    batch) go through `run`.
+    leaving room for passes) live in pinned host memory instead. The forward passes (a unit per batch
+    and layer, :func:`run_by_layer`) go through `run`.
     """
     batches = batch_split(model, examples, batch_size)
     element = torch.finfo(model.dtype).bits // 8
@@ -160,26 +188,32 @@ def prepare_split(model: LoadedModel, examples: list[Example], *, batch_size: in
     on_device_bytes = 0
 
     batch_logits: list[torch.Tensor | None] = [None] * len(batches)
+    hidden: torch.Tensor | None = None  # states of the batch in progress, between two chunks
 
-    def forward(first: int, stop: int) -> None:
-        nonlocal on_device_bytes
-        for index in range(first, stop):
-            batch = batches[index]
+    def forward(index: int, first: int, stop: int) -> None:
+        nonlocal hidden
+        batch = batches[index]
 
-            def keep(layer: int, hidden: torch.Tensor, batch: Batch = batch) -> None:
-                nonlocal on_device_bytes
-                if layer in kept:
-                    size = hidden.numel() * hidden.element_size()
-                    fits = on_device_bytes + size <= device_budget_bytes
-                    on_device_bytes += size if fits else 0
-                    batch.layer_inputs[layer] = _stash(hidden, fits)
+        def keep(layer: int, states: torch.Tensor) -> None:
+            nonlocal on_device_bytes
+            if layer in kept:
+                size = states.numel() * states.element_size()
+                fits = on_device_bytes + size <= device_budget_bytes
+                on_device_bytes += size if fits else 0
+                batch.layer_inputs[layer] = _stash(states, fits)
 
-            with torch.inference_mode(), intervene(Intervention(fused=True)):
+        with torch.inference_mode(), intervene(Intervention(fused=True)):
+            if first == 0:
                 hidden = model.embed(batch.input_ids, batch.token_type_ids)
-                batch_logits[index] = model.classify(*model.final_states(hidden, batch.attention_mask, 0,
+            if stop < model.num_layers:
+                hidden = model.run_layers(hidden, batch.attention_mask, first, stop, keep=keep)
+            else:
+                batch_logits[index] = model.classify(*model.final_states(hidden, batch.attention_mask, first,
                                                                          keep=keep)).float()
+                hidden = None
 
-    run([b.size * b.input_ids.shape[1] * model.num_layers for b in batches], forward)
+    run_by_layer(run, [0] * len(batches), [b.size * b.input_ids.shape[1] for b in batches], model.num_layers,
+                 forward)
     logits = np.zeros((len(examples), model.config.num_labels), dtype=np.float32)
     if batches:  # one device-to-host copy for the whole split
         logits[np.concatenate([b.positions for b in batches])] = torch.cat(batch_logits).cpu().numpy()
@@ -200,7 +234,7 @@ class Pass:
     batch: int
     start_layer: int  # -1 = from the embeddings
     masks: np.ndarray
-    weight: float  # rows x tokens x layers run: its relative cost
+    weight: float  # rows x tokens: its relative cost per layer it runs
 
 
 def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.Tensor, mode: AblationMode,
@@ -211,7 +245,7 @@ def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.T
     Masks are grouped by the layer they restart from (the latest kept layer at or below their first
     ablated one), so no pass recomputes a layer one of its masks did not need; each group is cut into
     passes of about `rows_per_pass` rows (examples x masks; None = sized for the device). The passes
-    (weighted by their cost) go through `run`.
+    go through `run`, a unit per pass and layer weighted by its cost (:func:`run_by_layer`).
     """
     if rows_per_pass is None:
         rows_per_pass = rows_per_pass_for(model, prepared)
@@ -231,32 +265,36 @@ def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.T
             group = active[restart[active] == start_layer]
             for s in range(0, len(group), per_pass):
                 chosen = group[s:s + per_pass]
-                layers_run = model.num_layers - max(int(start_layer), 0)
-                passes.append(Pass(index, int(start_layer), chosen,
-                                   len(chosen) * batch.size * batch.input_ids.shape[1] * layers_run))
+                passes.append(Pass(index, int(start_layer), chosen, len(chosen) * batch.input_ids.numel()))
     out = torch.zeros(masks, n, model.config.num_labels, dtype=torch.float32, device=model.device)
+    hidden: torch.Tensor | None = None  # states of the pass in progress, between two chunks
 
-    def forward(first_pass: int, stop: int) -> None:
+    def forward(p: int, first: int, stop: int) -> None:
+        nonlocal hidden
+        step = passes[p]
+        batch = prepared.batches[step.batch]
+        copies = len(step.masks)
+        index = torch.as_tensor(step.masks, device=model.device)
         with torch.inference_mode():
-            for step in passes[first_pass:stop]:
-                batch = prepared.batches[step.batch]
-                positions = torch.as_tensor(batch.positions, device=model.device)
+            if first == max(step.start_layer, 0):
                 if step.start_layer < 0:
-                    hidden, start = model.embed(batch.input_ids, batch.token_type_ids), 0
+                    hidden = model.embed(batch.input_ids, batch.token_type_ids)
                 else:
                     hidden = batch.layer_inputs[step.start_layer].to(model.device, non_blocking=True)
-                    start = step.start_layer
-                copies = len(step.masks)
-                index = torch.as_tensor(step.masks, device=model.device)
-                rows = disabled[index].repeat_interleave(batch.size, 0)
                 if copies > 1:
                     hidden = hidden.repeat(copies, 1, 1)
-                mask = batch.attention_mask.repeat(copies, 1) if copies > 1 else batch.attention_mask
-                with intervene(Intervention(disabled=rows, mode=mode, means=means, fused=True)):
-                    logits = model.logits_from(hidden, mask, start)
-                out[index[:, None], positions[None, :]] = logits.float().view(copies, batch.size, -1)
+            rows = disabled[index].repeat_interleave(batch.size, 0)
+            mask = batch.attention_mask.repeat(copies, 1) if copies > 1 else batch.attention_mask
+            with intervene(Intervention(disabled=rows, mode=mode, means=means, fused=True)):
+                if stop < model.num_layers:
+                    hidden = model.run_layers(hidden, mask, first, stop)
+                    return
+                logits = model.logits_from(hidden, mask, first)
+            hidden = None
+            positions = torch.as_tensor(batch.positions, device=model.device)
+            out[index[:, None], positions[None, :]] = logits.float().view(copies, batch.size, -1)
 
-    run([p.weight for p in passes], forward)
+    run_by_layer(run, [max(p.start_layer, 0) for p in passes], [p.weight for p in passes], model.num_layers, forward)
     result = out.cpu().numpy()  # one device-to-host copy for every mask
     result[first >= model.num_layers] = prepared.baseline_logits  # nothing disabled: the baseline is the answer
     return result
@@ -265,26 +303,29 @@ def masked_logits(model: LoadedModel, prepared: PreparedSplit, disabled: torch.T
 def head_output_means(model: LoadedModel, examples: list[Example], batch_size: int,
                       run: Runner = run_all) -> torch.Tensor:
     """Mean of each head's output over every real token of `examples`, unablated: ``[layers, heads, head_dim]``
-    (one unit of `run` per batch of examples)."""
+    (a unit of `run` per batch of examples and layer)."""
     sums = torch.zeros(model.num_layers, model.num_heads, model.head_dim, dtype=torch.float64, device=model.device)
     tokens = 0
     starts = list(range(0, len(examples), batch_size))
+    encoded: dict[str, torch.Tensor] = {}  # the batch in progress, between two chunks
+    hidden: torch.Tensor | None = None
 
     @torch.inference_mode()
-    def forward(first: int, stop: int) -> None:
-        nonlocal tokens
-        for start in starts[first:stop]:
-            chunk = examples[start:start + batch_size]
+    def forward(index: int, first: int, stop: int) -> None:
+        nonlocal tokens, encoded, hidden
+        if first == 0:
+            chunk = examples[starts[index]:starts[index] + batch_size]
             encoded = model.encode_batch([e.text for e in chunk], [e.text_pair for e in chunk])
             tokens += int(encoded["attention_mask"].sum())  # counted on the host, before the copy
             encoded = {k: v.to(model.device) for k, v in encoded.items()}
-            real = encoded["attention_mask"].to(torch.float64)[:, None, :, None]  # [batch, 1, query, 1]
-            intervention = Intervention(capture_outputs=True)
-            with intervene(intervention):
-                hidden = model.embed(encoded["input_ids"], encoded["token_type_ids"])
-                model.run_layers(hidden, encoded["attention_mask"])
-            for layer, output in intervention.outputs.items():  # [batch, heads, query, head_dim]
-                sums[layer] += (output.to(torch.float64) * real).sum(dim=(0, 2))  # summed where it lives
+            hidden = model.embed(encoded["input_ids"], encoded["token_type_ids"])
+        real = encoded["attention_mask"].to(torch.float64)[:, None, :, None]  # [batch, 1, query, 1]
+        intervention = Intervention(capture_outputs=True)
+        with intervene(intervention):
+            hidden = model.run_layers(hidden, encoded["attention_mask"], first, stop)
+        for layer, output in intervention.outputs.items():  # [batch, heads, query, head_dim]
+            sums[layer] += (output.to(torch.float64) * real).sum(dim=(0, 2))  # summed where it lives
 
-    run([float(len(examples[s:s + batch_size])) for s in starts], forward)
+    run_by_layer(run, [0] * len(starts), [float(len(examples[s:s + batch_size])) for s in starts], model.num_layers,
+                 forward)
     return (sums / max(tokens, 1)).to(torch.float32).cpu()
