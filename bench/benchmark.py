@@ -112,9 +112,11 @@ def running_server(kind: str, cache_dir: Path, port: int, log_path: Path, thread
                 process.wait()
 
 
-def wait_until_ready(client: httpx.Client, process: subprocess.Popen, started: float, log_path: Path) -> float:
-    """Seconds from launch until both /api/health and /api/model answer 200."""
-    while time.perf_counter() - started < START_TIMEOUT_S:
+def wait_until_ready(client: httpx.Client, process: subprocess.Popen, started: float, log_path: Path,
+                     timeout_s: float = START_TIMEOUT_S) -> float:
+    """Seconds from launch until both /api/health and /api/model of a server in another process answer 200
+    (every bench that starts `headscope serve` waits through this)."""
+    while time.perf_counter() - started < timeout_s:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
@@ -122,8 +124,8 @@ def wait_until_ready(client: httpx.Client, process: subprocess.Popen, started: f
                 return time.perf_counter() - started
         except httpx.TransportError:
             pass
-        time.sleep(0.05)
-    raise RuntimeError(f"the server did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.05)  # polling a subprocess's port: nothing to wait on
+    raise RuntimeError(f"the server did not answer within {timeout_s} s:\n{log_path.read_text()[-3000:]}")
 
 
 def timed_requests(send: Callable[[], httpx.Response], count: int) -> tuple[list[float], httpx.Response]:

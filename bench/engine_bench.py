@@ -318,10 +318,18 @@ def format_table(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], out: Path) -> None:
-    """Print a report's table and write the whole report to `out` as JSON (bench/results/)."""
+def verdict(result: dict[str, Any], target: str) -> str:
+    """How a latency bench's summary line ends: its target, met or not, and the load it was measured at
+    (`result` holds `passes`, `load_average_1_5_15` and `cpus`)."""
+    return (f"(target {target}: {'PASS' if result['passes'] else 'FAIL'}); "
+            f"load average {result['load_average_1_5_15']['before'][0]:.1f} on {result['cpus']} CPUs")
+
+
+def write_report(report: dict[str, Any], out: Path, summary: str | None = None) -> None:
+    """Print `summary` (by default the report's table) and write the whole report to `out` as JSON
+    (bench/results/): every bench saves its figures through this."""
     print()
-    print(report["table"])
+    print(report["table"] if summary is None else summary)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -12,7 +12,6 @@ the very same score and significance (interval and p-value: seeded, stored with 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx
 from headscope.settings import Settings
 
 from bench.benchmark import benchmark_cache_dir, free_port, running_server, timed_requests, wait_until_ready
-from bench.engine_bench import percentiles_ms
+from bench.engine_bench import percentiles_ms, verdict, write_report
 
 TARGET_P50_MS = 20.0
 
@@ -62,12 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads in the server")
     args = parser.parse_args(argv)
     result = run(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
     e = result["evaluate_ms"]
-    print(f"repeated mask via /api/evaluate (stored, with significance): p50 {e['p50_ms']:.1f} ms, p95 "
-          f"{e['p95_ms']:.1f} ms (target p50 <= {TARGET_P50_MS:.0f} ms: {'PASS' if result['passes'] else 'FAIL'}); "
-          f"load average {result['load_average_1_5_15']['before'][0]:.1f} on {result['cpus']} CPUs")
+    summary = (f"repeated mask via /api/evaluate (stored, with significance): p50 {e['p50_ms']:.1f} ms, p95 "
+               f"{e['p95_ms']:.1f} ms " + verdict(result, f"p50 <= {TARGET_P50_MS:.0f} ms"))
+    write_report(result, args.out, summary)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.benchmark import free_port
+from bench.benchmark import free_port, wait_until_ready
 
 WORDS = [f"w{i}" for i in range(2000)]
 LABELS = ["negative", "positive"]
@@ -91,19 +91,6 @@ def start_server(model: Path, task: Path, cache: Path, port: int, log: Path, thr
     return subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
-def wait_ready(client: httpx.Client, process: subprocess.Popen, started: float, log: Path) -> float:
-    while time.perf_counter() - started < START_TIMEOUT_S:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if client.get("/api/health").status_code == 200 and client.get("/api/model").status_code == 200:
-                return time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)  # polling a subprocess's port: nothing to wait on
-    raise RuntimeError(f"not ready within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
 @contextlib.contextmanager
 def served(model: Path, task: Path, workdir: Path, threads: int,
            name: str) -> Iterator[tuple[httpx.Client, str, float]]:
@@ -115,7 +102,8 @@ def served(model: Path, task: Path, workdir: Path, threads: int,
         process = start_server(model, task, Path(cache), port, log, threads)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-                yield client, f"http://127.0.0.1:{port}", wait_ready(client, process, started, log)
+                ready_s = wait_until_ready(client, process, started, log, START_TIMEOUT_S)
+                yield client, f"http://127.0.0.1:{port}", ready_s
         finally:
             process.terminate()
             process.wait(timeout=60)
