@@ -62,3 +62,8 @@ class Settings(BaseSettings):
     @property
     def results_db(self) -> Path:
         return self.cache_dir / "results.sqlite"
+
+    @property
+    def fingerprints_file(self) -> Path:
+        """Model fingerprints remembered between starts, so a start does not re-hash the weights."""
+        return self.cache_dir / "fingerprints.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,49 @@ def test_fingerprint_changes_with_weights_and_config(tmp_path: Path) -> None:
     config["id2label"] = {"0": "bad", "1": "good"}
     (directory / "config.json").write_text(json.dumps(config))
     assert load_model(directory).fingerprint != a
+
+
+def test_a_start_reuses_the_fingerprint_until_any_file_changes(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hashing reads every byte of the weights (BERT-large: seconds on every start): the fingerprint is kept
+    in the cache dir and reused while config.json and every safetensors file are unchanged, and hashed again
+    when any changes, even rewritten in place at the same size with its modification time set back."""
+    from headscope.engine import model as model_module
+
+    hashed: list[str] = []
+    original = model_module._hash_files
+    monkeypatch.setattr(model_module, "_hash_files", lambda files: hashed.append("hashed") or original(files))
+    known = tmp_path / "cache" / "fingerprints.json"
+    directory = build_model_dir(tmp_path / "m", seed=1)
+
+    def start(fingerprints: Path | None = known) -> tuple[str, bool]:
+        """A start's fingerprint, and whether it read the files to hash them."""
+        before = len(hashed)
+        return load_model(directory, fingerprints=fingerprints).fingerprint, len(hashed) > before
+
+    first, read = start()
+    assert read and known.is_file()
+    assert start() == (first, False)  # the second start read no weights to hash them
+    assert start(None) == (first, True)  # without the file: hashed, the same fingerprint
+
+    weights = directory / "model.safetensors"
+    before = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-4:] = bytes(b ^ 0xFF for b in data[-4:])  # the last weight's bytes: same size, other numbers
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (weights.stat().st_size, weights.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    changed, read = start()
+    assert changed != first and read
+    assert start(None) == (changed, True)  # what a fresh hash says
+    assert start() == (changed, False)
+
+    build_model_dir(tmp_path / "m", seed=2)  # other weights saved over the directory
+    other, read = start()
+    assert other not in (first, changed) and read
+    known.write_text("{not json")  # a damaged file: hashed again, never an error
+    assert start() == (other, True)
+    assert start() == (other, False)
 
 
 def test_float32_override_and_explicit_device(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ states entering any layer (the layer cache). Everything family-specific is the f
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +42,56 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     return getattr(torch, requested)
 
 
-def _fingerprint(directory: Path) -> str:
-    """Changes whenever the weights or the config change: a hash of config.json and every safetensors file."""
+def _hash_files(files: list[Path]) -> str:
     digest = hashlib.sha256()
-    for path in [directory / "config.json", *sorted(directory.glob("*.safetensors"))]:
+    for path in files:
         digest.update(path.name.encode())
         with path.open("rb") as handle:
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+def _file_identity(path: Path) -> list[str | int]:
+    """What tells that a file is the very one hashed before, unchanged: where it is, which inode on which
+    device, its size and its modification and change times (the change time moves on every write, rename
+    and `touch`, and no program can set it back)."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def _fingerprint(directory: Path, known: Path | None = None) -> str:
+    """Changes whenever the weights or the config change: a hash of config.json and every safetensors file.
+
+    Hashing reads every byte of the weights (BERT-large: 1.3 GB, seconds on every start), so with `known`
+    (a JSON file in the cache dir) a fingerprint is hashed once and reused while every file it covers is
+    the very same file, unchanged (:func:`_file_identity`, read before hashing: a file written during the
+    hash no longer matches); any difference, or a file added or removed, hashes again. A file that cannot
+    be read or written is no error: the fingerprint is hashed as without it.
+    """
+    files = [directory / "config.json", *sorted(directory.glob("*.safetensors"))]
+    identity = [_file_identity(path) for path in files]
+    entries: dict[str, dict] = {}
+    if known is not None:
+        try:
+            entries = json.loads(known.read_text())
+        except (OSError, ValueError):
+            entries = {}
+        entry = entries.get(str(directory.resolve())) if isinstance(entries, dict) else None
+        if isinstance(entry, dict) and entry.get("files") == identity and isinstance(entry.get("fingerprint"), str):
+            return entry["fingerprint"]
+    fingerprint = _hash_files(files)
+    if known is not None:
+        entries = {d: e for d, e in (entries if isinstance(entries, dict) else {}).items() if Path(d).is_dir()}
+        entries[str(directory.resolve())] = {"files": identity, "fingerprint": fingerprint}
+        try:
+            known.parent.mkdir(parents=True, exist_ok=True)
+            partial = known.with_name(f"{known.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(entries, indent=1))
+            partial.replace(known)  # atomic: a reader sees the old file or the new one
+        except OSError as exc:
+            log.warning("cannot remember the model fingerprint in %s: %s", known, exc)
+    return fingerprint
 
 
 def resolve_model_dir(source: str | Path) -> Path:
@@ -248,8 +291,9 @@ class LoadedModel:
 
 
 def load_model(source: str | Path, *, device: str | None = None, dtype: str = "auto",
-               max_tokens: int = 128, name: str | None = None) -> LoadedModel:
-    """Load a supported classifier from a directory or hub id, safetensors only."""
+               max_tokens: int = 128, name: str | None = None, fingerprints: Path | None = None) -> LoadedModel:
+    """Load a supported classifier from a directory or hub id, safetensors only; `fingerprints`: the file
+    where fingerprints are remembered between starts (see :func:`_fingerprint`; None = hash every time)."""
     directory = resolve_model_dir(source)
     check_directory(directory)
     try:
@@ -278,7 +322,7 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
     return LoadedModel(
         model=model, tokenizer=tokenizer, architecture=architecture,
         name=name or (directory.name if Path(source).expanduser().is_dir() else str(source)),  # no server paths
-        adapter=adapter, fingerprint=_fingerprint(directory),
+        adapter=adapter, fingerprint=_fingerprint(directory, fingerprints),
         max_tokens=min(max_tokens, adapter.max_positions(config)), directory=directory,
     )
 

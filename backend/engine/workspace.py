@@ -36,7 +36,7 @@ def load_configured_model(settings: Settings) -> LoadedModel:
     """The model the settings name, or the embedded default (prepared on first use)."""
     if settings.model:
         return load_model(settings.model, device=settings.device, dtype=settings.dtype,
-                          max_tokens=settings.max_tokens)
+                          max_tokens=settings.max_tokens, fingerprints=settings.fingerprints_file)
     from headscope.engine.default_model import load_metadata, prepare_default_model
 
     directory = prepare_default_model(settings.cache_dir)
@@ -44,7 +44,7 @@ def load_configured_model(settings: Settings) -> LoadedModel:
     log.info("default model %s: dev accuracy %.3f, test accuracy %.3f (%d fine-tuning steps)", directory,
              meta["dev_accuracy"], meta["test_accuracy"], meta["steps"])
     return load_model(directory, device=settings.device, dtype=settings.dtype, max_tokens=settings.max_tokens,
-                      name="headscope/minilm-l6-rt-snippets")
+                      name="headscope/minilm-l6-rt-snippets", fingerprints=settings.fingerprints_file)
 
 
 def build_engine(settings: Settings) -> Engine:
