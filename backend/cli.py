@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from headscope.engine.atlas.kinds import KINDS  # light: names only, no torch
+from headscope.engine.modes import ABLATION_MODES  # light too
 from headscope.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -92,10 +94,10 @@ def parse_heads(text: str, option: str) -> list[list[int]]:
 
 @app.command()
 def sweep(
-    kind: Annotated[str, typer.Option(
-        help="single-head, layer, importance, pruning, greedy, stats, patterns, similarity, layers, syntax or pairs.")],
+    kind: Annotated[str, typer.Option(help=f"Job kind: {', '.join(KINDS)}.")],
     out: Annotated[Path, typer.Option(help="Where to write the result: FILE.json or FILE.csv.")],
-    mode: Annotated[str, typer.Option(help="Ablation mode: zero, uniform or mean (stats/patterns ignore it).")
+    mode: Annotated[str, typer.Option(help=f"Ablation mode: {', '.join(ABLATION_MODES)} "
+                                           f"({', '.join(k for k, v in KINDS.items() if not v.uses_mode)} ignore it).")
                     ] = "zero",
     model: ModelOption = None,
     task: TaskOption = None,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from headscope.engine.atlas import runner
 from headscope.engine.atlas.cli import sweep
 from headscope.engine.atlas.jobs import JobManager
 from headscope.engine.engine import Engine
+from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.model import load_model
 from headscope.engine.store import ResultStore
 from headscope.engine.tasks import load_task_file
@@ -65,6 +69,21 @@ def test_version_answers_with_the_installed_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"headscope {version('headscope')}"
+
+
+def test_sweep_help_names_every_kind_and_mode_without_loading_torch() -> None:
+    """`headscope sweep --help` lists the job kinds and ablation modes their owners hold (KINDS,
+    ABLATION_MODES: a new kind or mode shows up by itself) and loads no torch, so it answers at once."""
+    code = ("import sys; from typer.testing import CliRunner; from headscope.cli import app; "
+            "out = CliRunner().invoke(app, ['sweep', '--help']).output; "
+            "print([m for m in ('torch', 'transformers') if m in sys.modules]); print(out)")
+    env = {**os.environ, "TERMINAL_WIDTH": "1000"}  # one line per option, as the assertions read them
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    loaded, text = out.split("\n", 1)
+    assert loaded == "[]", f"the CLI's help imported {loaded}"
+    assert f"Job kind: {', '.join(runner.KINDS)}." in text and "means" in runner.KINDS
+    unablated = ", ".join(name for name, kind in runner.KINDS.items() if not kind.uses_mode)
+    assert f"Ablation mode: {', '.join(ABLATION_MODES)} ({unablated} ignore it)." in text
 
 
 def test_sweep_writes_json_and_csv_and_stores_the_job(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -27,10 +27,11 @@ carry no ``layer_idx``, and ALBERT runs one module as every layer): a layer coun
 :func:`count_layers` numbers the calls of a model's own forward in order (installed once per model by
 its adapter, :mod:`headscope.engine.adapters`).
 
-The ablation modes are owned here (:data:`ABLATION_MODES`, with their definitions; docs/api.md,
-"Ablation modes"): the API validates against them and serves them in ``/api/model``, the dashboard reads
-them from there. In ``uniform`` mode, where a query may attend only some keys (ModernBERT's local
-layers), query i gets 1/L_i over the L_i real keys it may attend.
+The ablation modes are implemented here; their names and definitions are :data:`ABLATION_MODES`
+(:mod:`headscope.engine.modes`, light, re-exported here; docs/api.md, "Ablation modes"): the API validates
+against them and serves them in ``/api/model``, the dashboard reads them from there. In ``uniform`` mode,
+where a query may attend only some keys (ModernBERT's local layers), query i gets 1/L_i over the L_i
+real keys it may attend.
 """
 
 from __future__ import annotations
@@ -39,24 +40,14 @@ import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, TypeVar
 
 import torch
+from headscope.engine.modes import ABLATION_MODES, AblationMode
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 ATTN_IMPLEMENTATION = "headscope"
-AblationMode = Literal["zero", "uniform", "mean"]
-# Each mode's one-line definition, in AblationMode's order: what /api/model's `ablation_modes` serves.
-ABLATION_MODES: dict[str, str] = {
-    "zero": "the head's output (its slice of the context vector) is set to 0 (Michel et al. 2019)",
-    "uniform": "the head's attention weights are 1/L over the L real tokens, so its output is the mean "
-               "of its value vectors (Kovaleva et al. 2019)",
-    "mean": "the head's output at every position is its mean output over the reference split's real "
-            "tokens, computed once on the unablated model",
-}
-if tuple(ABLATION_MODES) != get_args(AblationMode):
-    raise ImportError("ABLATION_MODES must define exactly the modes of AblationMode, in its order")
 T = TypeVar("T")
 
 

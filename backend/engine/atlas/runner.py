@@ -1,6 +1,7 @@
 """One entry point for every atlas analysis, shared by the job manager (API) and `headscope sweep` (CLI).
 
-:data:`KINDS` is the one list of job kinds: what each is called, whether an ablation mode applies, and
+:data:`KINDS` (defined in :mod:`headscope.engine.atlas.kinds`, light, so the CLI's help reads it without
+loading torch) is the one list of job kinds: what each is called, whether an ablation mode applies, and
 which extra parameters it takes (described in :data:`PARAMS`); `GET /api/jobs/kinds` serves it and the
 atlas page builds its controls from it. A new kind is one entry there, one branch in :func:`run_job`
 (and its request field in ``headscope.api.schemas.JobRequest`` if it takes a new parameter).
@@ -27,6 +28,7 @@ from headscope.engine.atlas.common import (
     split_maps,
 )
 from headscope.engine.atlas.importance import head_importance, pruning_curve
+from headscope.engine.atlas.kinds import KINDS, MASKED_KINDS
 from headscope.engine.atlas.layers import layer_readouts
 from headscope.engine.atlas.pairs import checked_heads, pair_sweep
 from headscope.engine.atlas.patterns import PATTERN_TYPES, PatternCounter
@@ -54,13 +56,6 @@ class JobParam:
     choices: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class JobKind:
-    title: str
-    uses_mode: bool  # False: the kind reads the unablated model, and `mode` is ignored
-    params: tuple[str, ...] = ()  # names in PARAMS
-
-
 PARAMS: dict[str, JobParam] = {
     "max_heads": JobParam("integer", DEFAULT_MAX_HEADS, "most heads to disable (1 to every head)"),
     "word_level": JobParam("boolean", False, "merge wordpieces into spaCy's words (Clark et al.)"),
@@ -69,28 +64,6 @@ PARAMS: dict[str, JobParam] = {
     "ablate": JobParam("heads", [], "heads disabled (by `mode`) while the job runs"),
     "heads": JobParam("heads", None, "the heads to pair up (at least 2; none = every head)"),
 }
-KINDS: dict[str, JobKind] = {
-    "single-head": JobKind("Every head disabled alone: change of the metric (Kovaleva et al., Fig. 8)", True),
-    "layer": JobKind("Every layer disabled: change of the metric", True),
-    "importance": JobKind("Head importance E|dL/dξ| (Michel et al.), L2-normalised per layer", True),
-    "pruning": JobKind("Iterative pruning by importance, 10 % of heads a step (Michel et al.)", True),
-    "greedy": JobKind("Greedy search for heads whose removal raises the metric (chosen on dev, checked on test)",
-                      True, ("max_heads",)),
-    "stats": JobKind("Attention statistics per head (Clark et al.; Voita et al.)", False,
-                     ("word_level", "measure")),
-    "patterns": JobKind("Pattern types per head (Kovaleva et al.; rule-based classifier)", False),
-    "similarity": JobKind("Cosine similarity of attention maps, fine-tuned vs pre-trained (Kovaleva et al.)", False),
-    "layers": JobKind("Per layer: the model's own head reading it (logit lens) and a linear probe", True,
-                      ("ablate",)),
-    "syntax": JobKind("Syntax heads: each head predicting words' dependency heads (Clark et al.)", True,
-                      ("ablate",)),
-    "pairs": JobKind("Every pair of heads disabled together: delta and interaction beyond both heads alone", True,
-                     ("heads",)),
-    "means": JobKind("Per-head mean outputs over the reference split (train when the task has one), which mean mode "
-                     "puts in place of a disabled head's output; computed once and stored", False),
-}
-MASKED_KINDS = tuple(name for name, kind in KINDS.items() if "ablate" in kind.params)  # run under a head mask
-
 
 def catalogue() -> dict:
     """The job kinds and their parameters, plus the names results use (`GET /api/jobs/kinds`)."""
