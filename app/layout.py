@@ -90,8 +90,8 @@ def _score_panel(metric: str) -> html.Section:
             html.Button("CSV", id="export-head-csv", className="button small", n_clicks=0),
             html.Span("View:", className="muted small"),
             html.Button("HTML", id="export-html", className="button small", n_clicks=0,
-                        title="One HTML file of this view (every head, the focused head, the scores) that opens "
-                              "offline"),
+                        title="One HTML file of this view that opens offline: every head as in the grid (pooled to "
+                              "32 x 32 on long inputs), the focused head in full, the scores"),
             html.Span(id="export-status", className="status small", role="status"),
         ], className="export-row"),
     )

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 COLORSCALE = "Blues"
 MEASURE_WORDS = {
@@ -54,35 +53,55 @@ def head_figure(tokens: Sequence[str], matrix: np.ndarray, *, title: str, measur
 
 
 def grid_figure(maps: np.ndarray, *, focus: tuple[int, int] | None = None, off: Sequence[Sequence[int]] = (),
-                cell: int = 64) -> go.Figure:
-    """Every head's map ``[layers, heads, n, n]`` (or every layer's, ``[layers, n, n]`` for rollout) as a
-    grid of small heatmaps; disabled heads are titled "off", the focused one is framed."""
+                cell: int = 64, own_scales: bool = False, title: str | None = None) -> go.Figure:
+    """Every head's map ``[layers, heads, r, c]`` (or every layer's, ``[layers, r, c]`` for rollout) as a
+    grid of small heatmaps; disabled heads are titled "off", the focused one is framed. One colour scale
+    for all maps (0 to the largest value), or with `own_scales` each map from 0 to its own largest value,
+    as the dashboard's grid draws norm maps, which do not sum to 1 per row. The layout is written out
+    here rather than through ``make_subplots``, whose per-cell bookkeeping takes seconds for 384 heads."""
     maps = np.asarray(maps, dtype=np.float32)
     per_layer = maps.ndim == 3
     rows, cols = maps.shape[0], 1 if per_layer else maps.shape[1]
     disabled = {tuple(h) for h in off}
-    names = [f"L{r}" if per_layer else head_name(r, c) + (" off" if (r, c) in disabled else "")
-             for r in range(rows) for c in range(cols)]
-    figure = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.01,
-                           vertical_spacing=0.3 / max(rows, 1))
     top = float(maps.max()) if maps.size else 1.0
+    gap_x, gap_y = 0.01, 0.3 / max(rows, 1)
+    width_x, width_y = (1 - gap_x * (cols - 1)) / cols, (1 - gap_y * (rows - 1)) / rows
+    data: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {}
+    annotations = []
     for r in range(rows):
         for c in range(cols):
+            index = r * cols + c + 1
+            suffix = "" if index == 1 else str(index)
+            name = f"L{r}" if per_layer else head_name(r, c) + (" off" if (r, c) in disabled else "")
             matrix = maps[r] if per_layer else maps[r, c]
-            figure.add_trace(go.Heatmap(z=matrix, coloraxis="coloraxis", hovertemplate=(
-                f"{names[r * cols + c]}<br>from %{{y}} to %{{x}}<br>%{{z:.4f}}<extra></extra>")), row=r + 1, col=c + 1)
-    figure.update_xaxes(showticklabels=False, ticks="", showline=False)
-    figure.update_yaxes(showticklabels=False, ticks="", showline=False, autorange="reversed")
-    figure.update_annotations(font_size=9)
+            scale = ({"colorscale": COLORSCALE, "zmin": 0.0, "zmax": max(float(matrix.max()), 1e-6),
+                      "showscale": False} if own_scales else {"coloraxis": "coloraxis"})
+            data.append({"type": "heatmap", "z": matrix, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", **scale,
+                         "hovertemplate": f"{name}<br>from %{{y}} to %{{x}}<br>%{{z:.4f}}<extra></extra>"})
+            x0, y1 = c * (width_x + gap_x), 1 - r * (width_y + gap_y)
+            axis = {"showticklabels": False, "ticks": "", "showline": False, "showgrid": False, "zeroline": False}
+            layout[f"xaxis{suffix}"] = {**axis, "domain": [max(x0, 0.0), min(x0 + width_x, 1.0)],
+                                        "anchor": f"y{suffix}"}
+            layout[f"yaxis{suffix}"] = {**axis, "domain": [max(y1 - width_y, 0.0), min(y1, 1.0)],
+                                        "anchor": f"x{suffix}", "autorange": "reversed"}
+            annotations.append({"text": name, "x": x0 + width_x / 2, "y": y1, "xref": "paper", "yref": "paper",
+                                "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 9}})
+    shapes = []
     if focus is not None and not per_layer:
         index = focus[0] * cols + focus[1] + 1
         suffix = "" if index == 1 else str(index)
-        figure.add_shape(type="rect", xref=f"x{suffix} domain", yref=f"y{suffix} domain", x0=-0.04, x1=1.04,
-                         y0=-0.04, y1=1.04, line={"color": "#d62728", "width": 2}, fillcolor="rgba(0,0,0,0)")
-    figure.update_layout(template="simple_white", coloraxis={"colorscale": COLORSCALE, "cmin": 0, "cmax": top,
-                                                             "showscale": False},
-                         width=cols * cell + 40, height=rows * (cell + 18) + 40,
-                         margin={"l": 10, "r": 10, "t": 30, "b": 10})
+        shapes.append({"type": "rect", "xref": f"x{suffix} domain", "yref": f"y{suffix} domain", "x0": -0.04,
+                       "x1": 1.04, "y0": -0.04, "y1": 1.04, "line": {"color": "#d62728", "width": 2},
+                       "fillcolor": "rgba(0,0,0,0)"})
+    figure = go.Figure(data=data, layout={
+        **layout, "annotations": annotations, "shapes": shapes, "template": "simple_white",
+        "coloraxis": {"colorscale": COLORSCALE, "cmin": 0, "cmax": top, "showscale": False},
+        "width": cols * cell + 40, "height": rows * (cell + 18) + 40 + (24 if title else 0),
+        "margin": {"l": 10, "r": 10, "t": 30 + (24 if title else 0), "b": 10},
+    })
+    if title:
+        figure.update_layout(title={"text": title, "x": 0.01, "font": {"size": 12}})
     return figure
 
 
@@ -117,20 +136,38 @@ td:first-child { color: #555; } .prediction { font-size: 14px; margin-top: 8px; 
 """
 
 
-def standalone_html(*, title: str, tokens: Sequence[str], maps: np.ndarray, focus: tuple[int, int] | None,
-                    off: Sequence[Sequence[int]], mode: str, measure: str, prediction: dict[str, Any],
-                    labels: Sequence[str], model_name: str, scores: dict[str, Any] | None = None,
-                    link: str | None = None) -> str:
+def grid_contents(grid_shape: Sequence[int], n: int, measure: str) -> tuple[str, str]:
+    """What the grid of a standalone page shows (its pictures' size, how they were made) and its colour
+    scale, in words: said on the page, so a pooled or rescaled picture is never taken for the raw map."""
+    rows, cols = grid_shape[-2], grid_shape[-1]
+    what = "every layer's rollout map" if len(grid_shape) == 3 else "every head's map"
+    size = (f"{what} in full ({n} x {n} tokens)" if (rows, cols) == (n, n) else
+            f"{what} average-pooled to {rows} x {cols} from {n} x {n} tokens (as the dashboard's grid)")
+    scale = ("norm: each head on its own colour scale (0 to its largest value), as in the dashboard"
+             if measure == "norm" else "one colour scale for all (0 to the largest value)")
+    return size, scale
+
+
+def standalone_html(*, title: str, tokens: Sequence[str], grid: np.ndarray, focused: np.ndarray | None,
+                    focus: tuple[int, int] | None, off: Sequence[Sequence[int]], mode: str, measure: str,
+                    prediction: dict[str, Any], labels: Sequence[str], model_name: str,
+                    scores: dict[str, Any] | None = None, link: str | None = None) -> str:
     """One self-contained HTML page of a view (the grid, the focused head, the scores) that opens offline:
-    plotly.js is inlined once, nothing is fetched. `maps` as in :func:`grid_figure`."""
-    maps = np.asarray(maps, dtype=np.float32)
-    grid = grid_figure(maps, focus=focus, off=off)
-    parts = [grid.to_html(include_plotlyjs=True, full_html=False, config={"displaylogo": False})]
-    if focus is not None and maps.ndim == 4:
+    plotly.js is inlined once, nothing is fetched. `grid` as :func:`grid_figure` takes it, whole or pooled
+    (at 24 x 16 heads and 512 tokens whole maps would make a page of hundreds of MB); `focused` the
+    focused head's full n x n map (None: not drawn). The page says which it holds."""
+    grid = np.asarray(grid, dtype=np.float32)
+    size, scale = grid_contents(grid.shape, len(tokens), measure)
+    figure = grid_figure(grid, focus=focus, off=off, own_scales=measure == "norm", title=f"Grid: {scale}")
+    parts = [figure.to_html(include_plotlyjs=True, full_html=False, config={"displaylogo": False})]
+    contents = f"Contents: {size}"
+    if focus is not None and focused is not None:
         layer, head = focus
         focus_title = f"{head_name(layer, head)} · {measure} · mode {mode}"
-        focused = head_figure(tokens, maps[layer, head], title=focus_title, measure=measure)
-        parts.append(focused.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False}))
+        head_map = head_figure(tokens, focused, title=focus_title, measure=measure)
+        parts.append(head_map.to_html(include_plotlyjs=False, full_html=False, config={"displaylogo": False}))
+        contents += f"; the focused head {head_name(layer, head)} in full ({len(tokens)} x {len(tokens)})"
+    contents += "; the task score." if scores is not None else "."
     off_text = ", ".join(head_name(int(h[0]), int(h[1])) for h in sorted(map(tuple, off))) or "none"
     probs = ", ".join(f"{html.escape(str(label))} {p:.3f}"
                       for label, p in zip(labels, prediction["probs"], strict=True))
@@ -148,6 +185,7 @@ def standalone_html(*, title: str, tokens: Sequence[str], maps: np.ndarray, focu
  · heads off: {html.escape(off_text)} · made by headscope, {made}</p>
 <p class="meta">input: {html.escape(" ".join(tokens))}</p>
 <p class="prediction">prediction: <b>{html.escape(str(prediction["label"]))}</b> ({probs})</p>
+<p class="meta">{html.escape(contents)}</p>
 {link_line}
 <div class="row"><div>{parts[0]}</div>{score_table}</div>
 <div class="row">{"".join(f"<div>{p}</div>" for p in parts[1:])}</div>

@@ -206,16 +206,22 @@ class Session:
                     **params: Any) -> Path:
         """Write one self-contained HTML file of the view (every head's map, the focused head, the task
         score on the first `limit` dev examples, None = all of dev as the dashboard shows) that opens
-        offline. Returns the path."""
+        offline. Returns the path. The grid's maps are pooled as the dashboard's thumbnails are, so the
+        file stays a few MB at any model size; the focused head is in full (the page says so)."""
+        from headscope.api.routes.attention import pooled
+        from headscope.app.attention_callbacks import THUMB_SIZE
         from headscope.figures import standalone_html
 
         view = self.view(url, layer=layer, head=head, text=text, **params)
         result = self.attention(view.text, view.pair, view.off, view.mode, view.measure)
         scores = self.evaluate(view.off, view.mode, "dev", limit).to_dict()
         link = (self._served + view.query) if self._served else view.query
+        rollout = view.measure == "rollout"
         page = standalone_html(
             title=f"headscope: {self.engine.model.name} on {self.engine.task.name}", tokens=result.tokens,
-            maps=result.weights, focus=(view.layer, view.head), off=view.off, mode=view.mode,
+            grid=pooled(result.weights, THUMB_SIZE),  # [layers, heads, n, n] or rollout's [layers, n, n]
+            focused=None if rollout else result.weights[view.layer, view.head],
+            focus=(view.layer, view.head), off=view.off, mode=view.mode,
             measure=view.measure, prediction={"label": result.label, "probs": result.probs},
             labels=result.labels, model_name=self.engine.model.name, scores=scores, link=link)
         target = Path(path)

@@ -8,8 +8,11 @@ of 3), random weights, so the test stays fast.
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -32,10 +35,32 @@ sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 
+class ResponseBytes:
+    """The ASGI app it wraps, adding up the body bytes it answers per path: what the dashboard's server
+    side asks the API for."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.sent: Counter[str] = Counter()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+
+        async def counted(message) -> None:
+            if message["type"] == "http.response.body":
+                self.sent[path] += len(message.get("body", b""))
+            await send(message)
+
+        return await self.app(scope, receive, counted)
+
+
 @dataclass
 class Server:
     url: str
     engine: HeldEvaluations
+    answered: ResponseBytes
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +72,15 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     model = load_model(model_dir, max_tokens=512)
     engine = HeldEvaluations(model, make_task(dev=8, train=8), ResultStore(folder / "results.sqlite"), batch_size=8)
 
+    answered: list[ResponseBytes] = []
+
     def app(url: str):
-        return create_app(Settings(cache_dir=folder), engine=engine, ui=dashboard_asgi(f"{url}/api"))
+        answered.append(ResponseBytes(create_app(Settings(cache_dir=folder), engine=engine,
+                                                 ui=dashboard_asgi(f"{url}/api"))))
+        return answered[0]
 
     with serve_in_thread(app) as url:
-        yield Server(url, engine)
+        yield Server(url, engine, answered[0])
 
 
 @pytest.fixture
@@ -156,3 +185,33 @@ def test_a_long_input_on_24_by_16_heads(page, running: Server) -> None:
     expect(page.locator("#lines-window-label")).to_have_text(f"tokens {TOKENS - 40}–{TOKENS - 1} of {TOKENS}")
     page.wait_for_function(f"document.querySelector('#lines .js-plotly-plot').data.at(-2).y[0] === {TOKENS - 40}")
     assert lines_window(page) == list(range(TOKENS - 40, TOKENS))
+
+
+def test_the_html_export_of_a_long_input_stays_bounded(page, running: Server, tmp_path: Path) -> None:
+    """"View: HTML" at 24 x 16 heads and 500 tokens: the grid from thumbnails and the focused head in full
+    (about 1.8 MB asked of the API, not the 270 MB of every head in full), a file of a few MB that says
+    what it holds; under norm each grid picture on its own colour scale, as the dashboard draws it."""
+    page.goto(f"{running.url}/?text={quote(LONG_TEXT)}&layer=2&head=5&measure=norm")
+    expect(page.locator("#head-grid")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    expect(page.locator("#focus-title")).to_contain_text("L2H5", timeout=WAIT_MS)
+    expect(page.locator("#focus-panel")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    expect(page.locator("#score")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    running.answered.sent.clear()
+    with page.expect_download(timeout=WAIT_MS) as download:
+        page.click("#export-html")
+    asked = running.answered.sent["/api/attention"]
+    full = LAYERS * HEADS * TOKENS * TOKENS * 2 * 4 / 3  # every head as base64 float16
+    assert 0 < asked < 3_000_000 < full / 50, asked
+    saved = tmp_path / "view.html"
+    download.value.save_as(saved)
+    assert saved.stat().st_size < 15_000_000
+    text = saved.read_text(encoding="utf-8")
+    assert f"average-pooled to 32 x 32 from {TOKENS} x {TOKENS} tokens" in text
+    assert f"the focused head L2H5 in full ({TOKENS} x {TOKENS})" in text
+    decoder = json.JSONDecoder()
+    starts = [m.end() for m in re.finditer(r'Plotly.newPlot\(\s*"[^"]+",\s*', text)]
+    grid, focused = (decoder.raw_decode(text, start)[0] for start in starts)
+    assert len(grid) == LAYERS * HEADS and {t["z"]["shape"].replace(" ", "") for t in grid} == {"32,32"}
+    assert len({t["zmax"] for t in grid}) > 1  # norm: each head on its own scale
+    assert focused[0]["z"]["shape"].replace(" ", "") == f"{TOKENS},{TOKENS}"
+    assert "each head on its own colour scale" in text

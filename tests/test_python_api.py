@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
+from headscope.api.routes.attention import pooled
 from headscope.engine.errors import InputError
 from headscope.engine.interventions import ABLATION_MODES
 from headscope.session import Session
@@ -132,6 +133,41 @@ def test_export_html_is_one_offline_file_with_grid_focus_and_scores(hs: Session,
     assert f"{scores.score:.3f}" in page and f"{scores.baseline:.3f}" in page and "L2H1" in page
     grid = json.loads(re.search(r'Plotly.newPlot\(\s*"[^"]+",\s*(\[.*?\]),\s*\{', page, re.S).group(1))
     assert len(grid) == 12  # every head of the tiny model
+
+
+def plotly_figures(page: str) -> list[dict]:
+    """Each `Plotly.newPlot(id, data, layout, ...)` of an exported page as {"data", "layout"}."""
+    decoder = json.JSONDecoder()
+    figures = []
+    for match in re.finditer(r'Plotly.newPlot\(\s*"[^"]+",\s*', page):
+        data, end = decoder.raw_decode(page, match.end())
+        layout, _ = decoder.raw_decode(page, re.compile(r",\s*").match(page, end).end())
+        figures.append({"data": data, "layout": layout})
+    return figures
+
+
+def test_export_html_of_a_long_input_pools_the_grid_keeps_the_focus_whole_and_says_so(hs: Session,
+                                                                                    tmp_path: Path) -> None:
+    text = " ".join(["the movie was very good"] * 8)  # 40 words + [CLS], [SEP]: longer than a 32-cell thumbnail
+    n = len(hs.attention(text).tokens)
+    assert n > 32
+    page = hs.export_html(tmp_path / "long.html", text=text, layer=1, head=2, measure="norm", limit=10)
+    page = page.read_text(encoding="utf-8")
+    assert f"average-pooled to 32 x 32 from {n} x {n} tokens" in page
+    assert f"the focused head L1H2 in full ({n} x {n})" in page
+    grid, focused = plotly_figures(page)
+    assert {trace["z"]["shape"].replace(" ", "") for trace in grid["data"]} == {"32,32"}
+    assert focused["data"][0]["z"]["shape"].replace(" ", "") == f"{n},{n}"
+    # norm maps do not sum to 1: each head on its own colour scale, as the dashboard draws them, said in the title
+    assert "each head on its own colour scale" in grid["layout"]["title"]["text"]
+    thumbs = pooled(hs.attention(text, measure="norm").weights, 32)  # as /api/attention's thumbnails
+    tops = [trace["zmax"] for trace in grid["data"]]
+    assert len(set(tops)) > 1
+    np.testing.assert_allclose(tops, [max(float(m.max()), 1e-6) for m in thumbs.reshape(-1, 32, 32)], rtol=1e-3)
+    # weights: one scale for all heads, also said
+    weights = plotly_figures(hs.export_html(tmp_path / "w.html", text=text, limit=10).read_text(encoding="utf-8"))[0]
+    assert all(trace.get("coloraxis") == "coloraxis" for trace in weights["data"])
+    assert "one colour scale for all" in weights["layout"]["title"]["text"]
 
 
 @pytest.mark.slow
