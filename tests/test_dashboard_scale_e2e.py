@@ -204,6 +204,7 @@ def test_the_html_export_of_a_long_input_stays_bounded(page, running: Server, tm
     assert 0 < asked < 3_000_000 < full / 50, asked
     saved = tmp_path / "view.html"
     download.value.save_as(saved)
+    print(f"HTML export: {asked} bytes asked of /api/attention, a file of {saved.stat().st_size} bytes")
     assert saved.stat().st_size < 15_000_000
     text = saved.read_text(encoding="utf-8")
     assert f"average-pooled to 32 x 32 from {TOKENS} x {TOKENS} tokens" in text
