@@ -91,6 +91,7 @@ def register(app: Dash, api: ApiClient) -> None:
                             Output("score", "children", allow_duplicate=True),
                             Output("score", "aria-busy", allow_duplicate=True),
                             Output("score-status", "children", allow_duplicate=True),
+                            Output("score-request", "data", allow_duplicate=True),
                             Input("page-search", "data"), State("grid-request", "data"),
                             State("focus-request", "data"), State("evaluate-request", "data"),
                             prevent_initial_call=True)
@@ -99,11 +100,21 @@ def register(app: Dash, api: ApiClient) -> None:
     app.callback(Output("focus-attention", "data"), Input("focus-request", "data"), State("model-info", "data"),
                  prevent_initial_call=True)(make_fetch_focus(api))
     app.clientside_callback(js("drawThumbnails"), Output("head-grid", "style"), Output("head-grid", "aria-busy"),
-                            Output("head-grid", "data-measure"), Input("grid-attention", "data"),
-                            Input("grid-request", "data"), State("head-grid", "style"))
+                            Output("head-grid", "data-measure"), Output("head-grid", "data-drawn"),
+                            Input("grid-attention", "data"), Input("grid-request", "data"), State("head-grid", "style"))
     app.clientside_callback(js("drawFocus"), Output("heatmap", "figure"), Output("diff", "figure"),
                             Output("focus-title", "children"), Output("focus-panel", "aria-busy"),
+                            Output("focus-panel", "data-drawn"),
                             Input("focus-attention", "data"), Input("focus-request", "data"))
+    # Batch work waits for the picture: page-drawn (the picker's first page) and score-request (the score on all
+    # of dev) are set once the grid and the focused head of the current input and mask are drawn. Server
+    # callbacks take these small strings, never the attention stores (about 1 MB each at BERT-large's size,
+    # over the server's request body limit).
+    app.clientside_callback(js("afterDrawing"), Output("page-drawn", "data"),
+                            Output("score-request", "data", allow_duplicate=True),
+                            Input("head-grid", "data-drawn"), Input("focus-panel", "data-drawn"),
+                            State("evaluate-request", "data"), State("page-drawn", "data"),
+                            State("score-request", "data"), prevent_initial_call=True)
     app.clientside_callback(js("drawLines"), Output("lines", "figure"), Output("lines", "style"),
                             Output("lines-window", "max"), Output("lines-window-label", "children"),
                             Input("focus-attention", "data"), Input("lines-window", "value"))

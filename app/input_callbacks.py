@@ -40,7 +40,7 @@ def make_load_examples(api: ApiClient):
             raise PreventUpdate
         value = request_state(request, model_info).ex if request is not None else None
         offered = {option["value"] for option in options or []}
-        if ctx.triggered_id == "grid-attention" and offered and (value is None or value in offered):
+        if ctx.triggered_id == "page-drawn" and offered and (value is None or value in offered):
             raise PreventUpdate  # the input is typed text, or already offered
         if ctx.triggered_id == "example-picker" and not (search or "").strip():
             # the search was cleared, as on picking a found example: new options now would make syncInputs
@@ -86,7 +86,7 @@ def prediction_table(labels: list[str], masked: Payload, baseline: Payload) -> C
 
 
 def picker_after_grid(load_examples):
-    def load_examples_after_grid(search: str | None, _grid: Payload | None, request: str | None,
+    def load_examples_after_grid(search: str | None, _drawn: str | None, request: str | None,
                                  model_info: Payload | None, options: list[Payload] | None) -> tuple[Any, str]:
         return load_examples(model_info, search, request, options)
 
@@ -128,10 +128,10 @@ def make_show_input(api: ApiClient):
 
 
 def register(app: Dash, api: ApiClient) -> None:
-    # The first page is asked for once the grid has its thumbnails (grid-attention), never before: predicting
-    # a page is batch work that would otherwise run ahead of the grid on a large model.
+    # The first page is asked for once the grid and the focused head are drawn (page-drawn), never before:
+    # predicting a page is batch work that would otherwise run ahead of the grid on a large model.
     app.callback(Output("example-picker", "options"), Output("example-picker", "placeholder"),
-                 Input("example-picker", "search_value"), Input("grid-attention", "data"),
+                 Input("example-picker", "search_value"), Input("page-drawn", "data"),
                  State("grid-request", "data"), State("model-info", "data"),
                  State("example-picker", "options"),
                  prevent_initial_call=True)(picker_after_grid(make_load_examples(api)))

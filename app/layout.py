@@ -32,6 +32,8 @@ def _stores(model_info: dict[str, Any]) -> list[Any]:
         dcc.Store(id="grid-request"),  # canonical query of the input and mask (attention_callbacks)
         dcc.Store(id="focus-request"),  # canonical query of the input, mask and focus (attention_callbacks)
         dcc.Store(id="evaluate-request"),  # canonical query of the mask (score_callbacks)
+        dcc.Store(id="page-drawn"),  # grid-request whose grid and focused head are on screen (attention_callbacks)
+        dcc.Store(id="score-request"),  # evaluate-request once its grid and focus are drawn (score_callbacks)
         dcc.Store(id="grid-attention"),  # every head's thumbnail: the API's answer text, untouched
         dcc.Store(id="focus-attention"),  # the focused head's full map (and unmasked): the API's text, untouched
         dcc.Store(id="word-request"),  # canonical query of the word view, null at token level (word_callbacks)

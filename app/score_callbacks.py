@@ -2,7 +2,9 @@
 
 `/api/evaluate` can take tens of seconds for a new mask on a CPU: it runs in this server callback (a
 worker thread) while `#score` shows `aria-busy="true"` (set in the browser in the same update as the
-address bar). A mask scored before answers from the API's result store at once.
+address bar). It starts once the mask's grid and focused head are drawn (`score-request`, set by
+`afterDrawing` in static/headscope.js), so this batch work never delays the grid. A mask scored before
+answers from the API's result store at once.
 
 The panel is a list of lines (`SCORE_LINES`): a new line (a significance test, say) is one function
 added there, taking the API's answer and returning a component.
@@ -93,7 +95,7 @@ def flipped_items(result: Payload, examples: dict[int, Payload], labels: list[st
 
 def make_show_score(api: ApiClient):
     def show_score(request: str | None, means_ready: bool, model_info: Payload | None) -> tuple:
-        """evaluate-request -> #score, #baseline-score, the difference, the lines under them, the flipped list.
+        """score-request -> #score, #baseline-score, the difference, the lines under them, the flipped list.
         A mean-mode score waits (busy) until the server has the means (means_callbacks shows their job)."""
         if request is None or not model_info:
             raise PreventUpdate
@@ -121,6 +123,8 @@ def register(app: Dash, api: ApiClient) -> None:
         Output("score-delta", "children"), Output("score-delta", "className"),
         Output("score-details", "children"), Output("score-status", "children", allow_duplicate=True),
         Output("flipped-list", "children"),
-        Input("evaluate-request", "data"), Input("means-ready", "data"), State("model-info", "data"),
+        # score-request, not evaluate-request: the same mask, set once its grid and focused head are drawn
+        # (attention_callbacks), so the evaluation (batch work on all of dev) never delays the grid
+        Input("score-request", "data"), Input("means-ready", "data"), State("model-info", "data"),
         prevent_initial_call=True,
     )(make_show_score(api))

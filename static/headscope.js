@@ -483,16 +483,17 @@
              * A new score request marks the score busy in the same update (whatever changed the URL: a click,
              * a link, Back). */
             deriveRequests: function (page, gridRequest, focusRequest, evaluateRequest) {
-                if (!page) return [NO(), NO(), NO(), NO(), NO(), NO(), NO()];
+                if (!page) return [NO(), NO(), NO(), NO(), NO(), NO(), NO(), NO()];
                 const values = readQuery(page.search);
                 const grid = encodeQuery(scoped(values, ['input', 'mask']));
                 const focus = encodeQuery(scoped(values, ['input', 'mask', 'focus']));
                 const evaluate = encodeQuery(scoped(values, ['mask']));
                 const newGrid = grid !== gridRequest;
                 const newScore = evaluate !== evaluateRequest;
+                // score-request null: a new mask is scored once its grid and focus are drawn (afterDrawing)
                 return [newGrid ? grid : NO(), focus === focusRequest ? NO() : focus, newScore ? evaluate : NO(),
                     newGrid ? 'true' : NO(), newScore ? '…' : NO(), newScore ? 'true' : NO(),
-                    newScore ? PENDING_SCORE : NO()];
+                    newScore ? PENDING_SCORE : NO(), newScore ? null : NO()];
             },
             /** The address bar -> what the word view depends on (input, mask, measure, focus), or null at token
              * level, so nothing is fetched unless the view is shown (app/word_callbacks.py). */
@@ -548,19 +549,21 @@
              * `--thumbs`; each focus button shows its own cell of it (its background position is fixed in
              * app/layout.py), so drawing 384 heads is one update, not one per head. */
             drawThumbnails: function (grid, request, style) {
-                const answer = grid && grid.request === request ? parsedAnswer(grid.masked) : null;
-                if (!answer) return [NO(), String(!grid || grid.request !== request), NO()];
+                const current = Boolean(grid) && grid.request === request;
+                const answer = current ? parsedAnswer(grid.masked) : null;
+                // data-drawn: the request whose grid is on screen (an error shown counts), for afterDrawing
+                if (!answer) return [NO(), String(!current), NO(), current ? request : NO()];
                 const modelInfo = JSON.parse(document.querySelector('[data-grid-shape]').dataset.gridShape);
                 // data-measure: under rollout only each layer's first picture shows (headscope.css)
                 return [Object.assign({}, style, {'--thumbs': `url(${gridSpriteUri(answer, modelInfo)})`}), 'false',
-                    answer.measure || 'weights'];
+                    answer.measure || 'weights', request];
             },
             /** The focused head's answer -> the heatmap, the difference view and the title naming what they
              * show (all from the same answer; while the next head is on its way the panel is busy). */
             drawFocus: function (focus, request) {
                 if (!focus || focus.request !== request) {
-                    if (focus) return [NO(), NO(), NO(), 'true'];
-                    return [emptyFigure('Loading attention…', 430), emptyFigure('', 420), NO(), 'true'];
+                    if (focus) return [NO(), NO(), NO(), 'true', NO()];
+                    return [emptyFigure('Loading attention…', 430), emptyFigure('', 420), NO(), 'true', NO()];
                 }
                 const view = viewOf(focus.request);
                 let title = view.measure === 'rollout' ? `rollout up to layer ${view.layer} (Abnar & Zuidema)`
@@ -570,7 +573,7 @@
                 const values = answer ? headValues(answer, view.layer, view.head) : null;
                 if (!values) {
                     return [emptyFigure(focus.error ? 'No attention for this input' : 'No data for this head', 430),
-                        emptyFigure('', 420), title, 'false'];
+                        emptyFigure('', 420), title, 'false', request];
                 }
                 // norm: each head on its own scale, said in the title; a head disabled in zero or mean mode moves
                 // nothing (the API marks it `disabled`, all 0)
@@ -586,7 +589,18 @@
                     ? differenceFigure(answer.tokens, values, base, n, 420) : emptyFigure('No baseline for this head', 420);
                 const heatmap = silent ? emptyFigure(`${headName(view.layer, view.head)} is disabled (${view.mode}): it `
                     + 'moves nothing from token to token', 430) : heatmapFigure(answer.tokens, values, n, 430, view.measure);
-                return [heatmap, difference, title, 'false'];
+                return [heatmap, difference, title, 'false', request];
+            },
+            /** What is on screen (the grid's and the focus panel's data-drawn) -> page-drawn, the grid request
+             * whose grid and focused head are both drawn, and score-request, the mask to score once its
+             * picture is drawn: batch work (the score on all of dev, the picker's page) starts only then, so it
+             * never holds up the grid or the heatmap, neither on the server nor for the browser's CPU. */
+            afterDrawing: function (gridDrawn, focusDrawn, evaluateRequest, pageDrawn, scoreRequest) {
+                if (!gridDrawn || !focusDrawn) return [NO(), NO()];
+                if (encodeQuery(scoped(readQuery(focusDrawn), ['input', 'mask'])) !== gridDrawn) return [NO(), NO()];
+                const mask = encodeQuery(scoped(readQuery(gridDrawn), ['mask']));
+                const score = mask === evaluateRequest && scoreRequest !== evaluateRequest ? evaluateRequest : NO();
+                return [gridDrawn === pageDrawn ? NO() : gridDrawn, score];
             },
             /** The focused head's answer and the window's first token -> the lines between the window's tokens,
              * the window's slider range and what it shows. */
