@@ -168,26 +168,37 @@ def register_callbacks(app: Dash, api: ApiClient) -> None:
         return (no_update if masked == current else masked, mask, " ".join(problems), not problems,
                 inspector + to_query(state))
 
-    @app.callback(Output("url", "search", allow_duplicate=True), Output("layers-layer", "value"),
-                  Output("layers-pooling", "value"), Output("layers-pca-view", "data"),
-                  Input("url", "search"), Input("layers-layer", "value"), Input("layers-pooling", "value"),
-                  State("layers-pca-view", "data"), State("layers-model", "data"),
-                  prevent_initial_call="initial_duplicate")
-    def sync_pca_controls(search, layer, pooling, applied, info):
+    # The URL and the scatter's controls, one direction per callback: a callback whose Inputs are all on
+    # this page is never fired on another page, while one that also takes the shell's `url` fires there
+    # and finds its other Inputs missing (Dash's "nonexistent object was used in an Input" console error).
+    @app.callback(Output("layers-layer", "value"), Output("layers-pooling", "value"), Output("layers-pca-view", "data"),
+                  Input("url", "search"), State("layers-layer", "value"), State("layers-pooling", "value"),
+                  State("layers-pca-view", "data"), State("layers-model", "data"))
+    def controls_from_url(search, layer, pooling, applied, info):
         """The URL's `state` and `pooling` (docs/api.md, "Dashboard URL") set the slider and the pooling
-        choice; moving them writes the URL, so the link reproduces the scatter. `applied` is the URL's
-        pair last shown: a URL that differs from it (a link, Back) sets the controls, else the controls
-        changed and write the URL."""
+        choice. `applied` is the URL's pair last shown: only a URL that differs from it (a link, Back) moves
+        the controls; one this page wrote from them is already shown."""
         if not info:
-            return no_update, no_update, no_update, no_update
+            return no_update, no_update, no_update
         view = _state(search, info)[0]
         shown = [info["num_layers"] if view.state is None else view.state, view.pooling]
-        if shown != applied:
-            return (no_update, no_update if shown[0] == layer else shown[0],
-                    no_update if shown[1] == pooling else shown[1], shown)
+        if shown == applied:
+            return no_update, no_update, no_update
+        return (no_update if shown[0] == layer else shown[0], no_update if shown[1] == pooling else shown[1], shown)
+
+    @app.callback(Output("url", "search", allow_duplicate=True),
+                  Output("layers-pca-view", "data", allow_duplicate=True),
+                  Input("layers-layer", "value"), Input("layers-pooling", "value"), State("url", "search"),
+                  State("layers-pca-view", "data"), State("layers-model", "data"), prevent_initial_call=True)
+    def url_from_controls(layer, pooling, search, applied, info):
+        """Moving the slider or the pooling choice writes the URL, so the link reproduces the scatter (a
+        pair equal to `applied` came from the URL: nothing to write)."""
+        if not info or [layer, pooling] == applied:
+            return no_update, no_update
+        view = _state(search, info)[0]
         chosen = replace(view, state=None if layer == info["num_layers"] else int(layer), pooling=pooling)
         query = to_query(chosen)
-        return (no_update if query == to_query(view) else query), no_update, no_update, [int(layer), pooling]
+        return (no_update if query == to_query(view) else query), [int(layer), pooling]
 
     @app.callback(Output("layers-jobs", "data"), Output("layers-status", "children", allow_duplicate=True),
                   Input("layers-state", "data"), State("layers-model", "data"), prevent_initial_call=True)

@@ -36,6 +36,17 @@ from bench.browser import CHROMIUM
 BROWSER_TEST = [pytest.mark.browser,
                 pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 
+
+
+def console_errors(page) -> list[str]:
+    """The page's console errors from now on, filled as they come. Dash's renderer logs some wiring errors
+    there and not as script errors (the `page` fixture's check): a callback fired on a page where only
+    some of its Inputs exist ("A nonexistent object was used in an `Input`")."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    return errors
+
+
 WORDS = ["the", "movie", "film", "was", "is", "good", "great", "bad", "awful", "not", "very", "plot",
          "acting", "and", "but", "a", "boring", "fun", "love", "hate", ".", ",", "!", "?"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

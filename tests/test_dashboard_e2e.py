@@ -29,7 +29,7 @@ from headscope.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import BROWSER_TEST, make_task
+from tests.helpers import BROWSER_TEST, console_errors, make_task
 from tests.test_urlstate import STATES
 
 HOLD_LIMIT_S = 120  # a held evaluation goes on after this even if the test never releases it
@@ -121,6 +121,7 @@ def test_focus_then_disable_updates_score_and_url(page, running: Server, server:
     layer, head = telling_head
     name = f"L{layer}H{head}"
     baseline = evaluate(api, [])
+    errors = console_errors(page)
     page.goto(server + "/")
     assert settled_score(page) == f"{baseline['score']:.3f}"
     assert page.inner_text("#baseline-score") == f"{baseline['baseline']:.3f}"
@@ -196,6 +197,7 @@ def test_focus_then_disable_updates_score_and_url(page, running: Server, server:
         page.wait_for_function("before => location.href !== before", arg=before)
     page.wait_for_selector(f"[data-head={name}][data-ablated='false']", timeout=WAIT_MS)
     assert settled_score(page) == f"{baseline['score']:.3f}"
+    assert errors == [], errors  # e.g. another page's callback fired here (Dash logs it, throws nothing)
 
 
 def test_a_shared_link_opens_the_same_view_in_a_fresh_browser(page, browser, server: str, api: httpx.Client,

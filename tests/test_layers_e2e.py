@@ -18,7 +18,7 @@ from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from tests.helpers import BROWSER_TEST, make_task
+from tests.helpers import BROWSER_TEST, console_errors, make_task
 
 WAIT_MS = 120_000  # two layers jobs on a busy 2-core machine
 
@@ -47,6 +47,7 @@ def viewport() -> dict[str, int]:
 
 def test_a_masked_link_draws_both_charts_and_a_point_opens_the_inspector(page, server: str) -> None:
     off, mode = "L1H0,L1H2,L2H1", "uniform"
+    errors = console_errors(page)
     page.goto(f"{server}/layers?off={off}&mode={mode}&state=2&pooling=mean")
     expect(page.locator("#layers-mask")).to_contain_text("L1H0, L1H2, L2H1", timeout=WAIT_MS)
     # the lines: lens and probe, with the mask and unablated (4 traces), once both jobs are done
@@ -97,3 +98,4 @@ def test_a_masked_link_draws_both_charts_and_a_point_opens_the_inspector(page, s
     expect(page.locator("#layers-mask")).to_contain_text("L1H0, L1H2, L2H1", timeout=WAIT_MS)
     expect(page.locator("#layers-pca-source")).to_contain_text("state 1, mean pooling", timeout=WAIT_MS)
     expect(page.get_by_role("slider")).to_have_attribute("aria-valuenow", "1")
+    assert errors == [], errors  # neither page's callbacks fired on the other (Dash logs that as an error)
