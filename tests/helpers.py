@@ -58,8 +58,11 @@ TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermed
 
 def _save_tokenizer(directory: Path) -> BertTokenizerFast:
     vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
-                               + list("abcdefghijklmnopqrstuvwxyz")))
+    # once each: a token listed twice ("a" is a word and a letter) takes one id, so the ids after it would
+    # run past the embedding table (vocab_size = len(tokenizer)) and a word with a "z" would fail
+    tokens = dict.fromkeys(SPECIAL + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+                           + list("abcdefghijklmnopqrstuvwxyz"))
+    vocab.write_text("\n".join(tokens))
     tokenizer = BertTokenizerFast(str(vocab))
     tokenizer.save_pretrained(directory)
     return tokenizer

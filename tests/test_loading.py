@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
+from headscope.api.app import create_app
+from headscope.engine.engine import Engine
 from headscope.engine.errors import ModelLoadError, TaskError
 from headscope.engine.interventions import ATTN_IMPLEMENTATION
 from headscope.engine.model import load_model
 from headscope.engine.tasks import load_task_file
+from headscope.settings import Settings
 from transformers import BertConfig, BertModel
 
 from tests.helpers import LABELS, build_model_dir
@@ -81,6 +85,32 @@ def test_a_start_reuses_the_fingerprint_until_any_file_changes(tmp_path: Path,
     known.write_text("{not json")  # a damaged file: hashed again, never an error
     assert start() == (other, True)
     assert start() == (other, False)
+
+
+def test_a_tokenizer_that_gives_ids_past_the_embedding_table_is_refused_at_load(tmp_path: Path) -> None:
+    """Such a pair would load and then fail (a 500) on the first input holding the token: refused at load,
+    naming both numbers."""
+    from transformers import AutoTokenizer
+
+    directory = build_model_dir(tmp_path, train_steps=0)
+    rows = load_model(directory).model.get_input_embeddings().num_embeddings
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    tokenizer.add_tokens(["zzzz"])  # id `rows`: one past the table
+    tokenizer.save_pretrained(directory)
+    with pytest.raises(ModelLoadError, match=rf"ids up to {rows} \(token 'zzzz'\).* has {rows} rows"):
+        load_model(directory)
+
+
+def test_every_letter_has_an_embedding(engine: Engine, tmp_path: Path) -> None:
+    """The tests' tokenizer spells unknown words in letters, "z" included (it once had an id past the
+    table: "a" is listed as a word and as a letter)."""
+    text = "a zany quiz about jazz"
+    with TestClient(create_app(Settings(cache_dir=tmp_path), engine=engine)) as client:
+        answer = client.post("/api/attention", json={"text": text, "format": "thumb"})
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()["tokens"]
+    assert tokens == engine.model.tokenizer.convert_ids_to_tokens(engine.model.encode_one(text)["input_ids"])
+    assert "z" in tokens and "##z" in tokens
 
 
 def test_float32_override_and_explicit_device(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ expect = sync_api.expect
 WAIT_MS = 30_000
 DEV = 1000
 FOUND = 934  # the one example with the word searched for
-WORD = "quixotic"  # no "z": the test tokenizer lists "a" twice, so its "z" lies beyond the embeddings
+WORD = "quixotic"  # in no generated sentence; the test tokenizer spells it in letters
 
 
 class CountingEngine(Engine):

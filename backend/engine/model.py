@@ -127,6 +127,19 @@ def check_directory(directory: Path) -> None:
         raise ModelLoadError(f"{directory} has no *.safetensors weights")
 
 
+def check_vocabulary(model: PreTrainedModel, tokenizer, directory: Path) -> None:
+    """Every id the tokenizer can give must index the model's embedding table: an input holding a token
+    past it would otherwise fail inside a forward pass (a 500 on that input) instead of here, at load."""
+    rows = model.get_input_embeddings().num_embeddings
+    vocabulary = tokenizer.get_vocab()
+    token, largest = max(vocabulary.items(), key=lambda item: item[1], default=("", -1))
+    if largest >= rows:
+        raise ModelLoadError(
+            f"{directory}: the tokenizer gives ids up to {largest} (token {token!r}) but the model's embedding "
+            f"table has {rows} rows (vocab_size in config.json); the tokenizer does not belong to these weights"
+        )
+
+
 def _segments(texts: list[str], pairs: list[str | None]) -> list[str | tuple[str, str]]:
     """The tokenizer's batch form: a pair where an example has one, the text alone where it has none."""
     return [text if pair is None else (text, pair) for text, pair in zip(texts, pairs, strict=True)]
@@ -317,6 +330,7 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
         raise ModelLoadError(f"cannot load model from {directory}: {type(exc).__name__}: {exc}") from None
     if type(model).__name__ != architecture:
         raise ModelLoadError(f"{directory} declares {architecture} but loads as {type(model).__name__}")
+    check_vocabulary(model, tokenizer, directory)
     model.to(torch_device).eval().requires_grad_(False)
     adapter.install(adapter.encoder(model))
     return LoadedModel(
