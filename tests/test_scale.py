@@ -14,6 +14,7 @@ import torch
 from fastapi.testclient import TestClient
 from headscope.api.app import create_app
 from headscope.api.limits import ModelGate
+from headscope.engine.atlas.common import split_maps
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.model import LoadedModel
@@ -260,7 +261,31 @@ def test_a_pass_cut_between_layers_gives_the_very_same_numbers(kind: str, family
         assert len(units) == 3 * (3 + 2 + 1)
 
 
-@pytest.mark.parametrize("job", ["split preparation", "picker page", "sweep", "head means"])
+@pytest.mark.parametrize("measure", ["weights", "norm"])
+def test_attention_maps_cut_between_layers_equal_one_pass(measure: str, tiny_model: LoadedModel,
+                                                          tmp_path: Path) -> None:
+    """The atlas's attention maps of a split (patterns, syntax) are batch work cut between layers too (the
+    scheduler's first chunk is one layer): each map equals the one captured in a single pass, exactly."""
+    from headscope.engine.interventions import capture_attention
+
+    engine = Engine(tiny_model, make_task(dev=20, train=0), ResultStore(tmp_path / "r.sqlite"), batch_size=8)
+    disabled = engine.disabled_tensor([(1, 2)])[None]
+    maps = {m.position: m for m in split_maps(engine, "dev", None, measure=measure, ablate=[(1, 2)], mode="uniform")}
+    assert sorted(maps) == list(range(20))
+    for batch in engine.batches("dev", None):
+        _, weights, intervention = capture_attention(
+            lambda batch=batch: tiny_model.run_layers(tiny_model.embed(batch.input_ids, batch.token_type_ids),
+                                                      batch.attention_mask),
+            tiny_model.num_layers, disabled=disabled, mode="uniform", capture_values=measure == "norm")
+        weights = weights.float()
+        if measure == "norm":
+            weights = weights * engine.value_norms(intervention.values)[:, :, :, None, :]
+        for row, position in enumerate(batch.positions):
+            n = len(maps[position].tokens)
+            np.testing.assert_array_equal(maps[position].maps, weights[row, :, :, :n, :n].numpy())
+
+
+@pytest.mark.parametrize("job", ["split preparation", "picker page", "sweep", "head means", "attention maps"])
 def test_an_interactive_call_during_batch_work_waits_for_one_layer_of_one_batch(
         job: str, tiny_model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A click that arrives while batch work holds the gate runs right after the unit in progress, and a
@@ -285,7 +310,8 @@ def test_an_interactive_call_during_batch_work_waits_for_one_layer_of_one_batch(
     work = {"split preparation": lambda: engine.prepared("dev", None),
             "picker page": lambda: engine.examples("dev", 0, 20),
             "sweep": lambda: engine.evaluate_many([[(0, 1)], [(0, 2)]], "zero", "dev"),
-            "head means": engine.head_means}[job]
+            "head means": engine.head_means,
+            "attention maps": lambda: list(split_maps(engine, "dev", None, measure="norm"))}[job]
     batch = threading.Thread(target=work, name="batch")
     batch.start()
     assert entered.wait(60)

@@ -182,15 +182,16 @@ class Engine:
         return measure
 
     # -- the norm measure ------------------------------------------------------------------------
-    def value_norms(self, values: dict[int, torch.Tensor]) -> torch.Tensor:
+    def value_norms(self, values: dict[int, torch.Tensor], layers: range | None = None) -> torch.Tensor:
         """Captured value vectors (layer -> ``[batch, heads, key, d]``) -> ``[batch, layers, heads, key]``
-        float32 norms ||W_O block h . v_j^h||_2 (measures.py), from per-layer Gram matrices made once."""
+        float32 norms ||W_O block h . v_j^h||_2 (measures.py), from per-layer Gram matrices made once; of
+        every layer, or of `layers` (part of a pass cut between layers)."""
         with self.lock:
             if self._grams is None:
                 self._grams = [output_gram(self.model.output_projection(layer).weight, self.model.num_heads)
                                for layer in range(self.model.num_layers)]
         return torch.stack([value_norms(values[layer], self._grams[layer])
-                            for layer in range(self.model.num_layers)], dim=1)
+                            for layer in layers or range(self.model.num_layers)], dim=1)
 
     def identity(self) -> dict:
         """What makes this engine's numbers: model fingerprint, dtype, task content and max_tokens. Part of

@@ -241,16 +241,18 @@ def _fused_attention(intervention: Intervention, layer: int, query: torch.Tensor
     return output.transpose(1, 2).contiguous()
 
 
-def capture_attention(forward: Callable[[], T], num_layers: int,
+def capture_attention(forward: Callable[[], T], layers: int | range,
                       **fields: Any) -> tuple[T, torch.Tensor, Intervention]:
     """Run `forward()` without gradients under an :class:`Intervention` (its fields from `fields`) that also
-    records every layer's attention. Returns forward's value, the weights ``[batch, layers, heads, query,
-    key]`` in the model's dtype, and the intervention (for anything else it captured). The one way headscope
-    reads attention maps."""
+    records every layer's attention. `layers`: the number of layers `forward` runs from the first, or the
+    range it runs (part of a pass cut between layers). Returns forward's value, the weights ``[batch, layers,
+    heads, query, key]`` in the model's dtype, and the intervention (for anything else it captured). The one
+    way headscope reads attention maps."""
     captured = Intervention(capture_weights=True, **fields)
     with torch.inference_mode(), intervene(captured):
         value = forward()
-    return value, torch.stack([captured.weights[layer] for layer in range(num_layers)], dim=1), captured
+    layers = range(layers) if isinstance(layers, int) else layers
+    return value, torch.stack([captured.weights[layer] for layer in layers], dim=1), captured
 
 
 # The model's own forward (used for gradients and by tests) must build the same additive mask as eager.

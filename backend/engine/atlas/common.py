@@ -6,7 +6,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from headscope.engine.engine import Engine
+from headscope.engine.evaluation import Batch, run_by_layer
 from headscope.engine.interventions import capture_attention
 from headscope.engine.scheduling import (  # noqa: F401 (the atlas modules' hooks, defined with the scheduler)
     Cancelled,
@@ -35,7 +37,8 @@ def split_maps(engine: Engine, split: str | None, limit: int | None, progress: P
     Kobayashi et al.'s norm (weight x ||W_O block . value||; docs/api.md); unablated, or with `ablate`
     disabled by `mode` (weights only: the syntax job).
 
-    Each batch is one piece of batch work for the engine's scheduler, so interactive requests go between.
+    Each layer of a batch is a unit of batch work for the engine's scheduler (:func:`run_by_layer`), so
+    interactive requests go between (at BERT-large size a whole batch is seconds on a CPU).
     The passes start from the embeddings, so the split is only tokenised, not prepared (no baseline pass).
     """
     batches = engine.batches(split, limit)
@@ -48,18 +51,25 @@ def split_maps(engine: Engine, split: str | None, limit: int | None, progress: P
     done = 0
     for batch in batches:
         check_cancelled(cancelled)
+        parts: list[torch.Tensor] = []  # [batch, layers of a chunk, heads, seq, seq] each
+        hidden: list[torch.Tensor] = []  # the states entering the next chunk's first layer
 
-        def forward(batch=batch):
-            _, weights, intervention = capture_attention(
-                lambda: model.run_layers(model.embed(batch.input_ids, batch.token_type_ids), batch.attention_mask),
-                model.num_layers, disabled=intervention_disabled, mode=engine.check_mode(mode), means=means,
+        def segment(_: int, first: int, stop: int, batch: Batch = batch, parts: list = parts,
+                    hidden: list = hidden) -> None:
+            layers = range(first, stop)
+            states, weights, intervention = capture_attention(
+                lambda: model.run_layers(model.embed(batch.input_ids, batch.token_type_ids) if first == 0
+                                         else hidden.pop(), batch.attention_mask, first, stop),
+                layers, disabled=intervention_disabled, mode=engine.check_mode(mode), means=means,
                 capture_values=measure == "norm")
             weights = weights.float()
             if measure == "norm":  # [batch, layers, heads, key] norms scale each key's column
-                weights = weights * engine.value_norms(intervention.values)[:, :, :, None, :]
-            return weights
+                weights = weights * engine.value_norms(intervention.values, layers)[:, :, :, None, :]
+            parts.append(weights.cpu())
+            hidden.append(states)
 
-        weights = engine.schedule(forward).cpu().numpy()  # [batch, layers, heads, seq, seq]
+        run_by_layer(engine.chunked(cancelled=cancelled), [0], [batch.input_ids.numel()], model.num_layers, segment)
+        weights = torch.cat(parts, dim=1).numpy()  # [batch, layers, heads, seq, seq]
         lengths = batch.attention_mask.sum(dim=1).tolist()
         for row, (position, length) in enumerate(zip(batch.positions, lengths, strict=True)):
             ids = batch.input_ids[row, :length].tolist()
