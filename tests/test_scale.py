@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from headscope.api.app import create_app
 from headscope.api.limits import ModelGate
 from headscope.engine.atlas.common import split_maps
+from headscope.engine.atlas.layers import readout
 from headscope.engine.engine import Engine
 from headscope.engine.interventions import ABLATION_MODES
 from headscope.engine.model import LoadedModel
@@ -261,6 +262,26 @@ def test_a_pass_cut_between_layers_gives_the_very_same_numbers(kind: str, family
         assert len(units) == 3 * (3 + 2 + 1)
 
 
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_layer_readouts_cut_between_layers_equal_one_pass(pooling: str, tiny_model: LoadedModel,
+                                                          tmp_path: Path) -> None:
+    """The Layers page's readouts under a mask are batch work cut between layers too: every state's lens
+    logits and pooled vector equal those of the states of a single pass, exactly."""
+    from headscope.engine.atlas.layers import batch_states, head_logits, pool
+
+    engine = Engine(tiny_model, make_task(dev=20, train=0), ResultStore(tmp_path / "r.sqlite"), batch_size=8)
+    disabled = engine.disabled_tensor([(1, 0), (2, 3)])
+    result = readout(engine, "dev", None, disabled, "uniform", pooling)
+    for batch in engine.batches("dev", None):
+        states, last_mask = batch_states(tiny_model, batch, disabled, "uniform", None, whole_last=pooling == "mean")
+        masks = [batch.attention_mask] * tiny_model.num_layers + [last_mask]
+        with torch.inference_mode():
+            logits = torch.stack([head_logits(tiny_model, s, m) for s, m in zip(states, masks, strict=True)])
+            vectors = torch.stack([pool(s, m, pooling) for s, m in zip(states, masks, strict=True)])
+        np.testing.assert_array_equal(result.lens_logits[:, batch.positions], logits.float().numpy())
+        np.testing.assert_array_equal(result.pooled[:, batch.positions], vectors.float().numpy())
+
+
 @pytest.mark.parametrize("measure", ["weights", "norm"])
 def test_attention_maps_cut_between_layers_equal_one_pass(measure: str, tiny_model: LoadedModel,
                                                           tmp_path: Path) -> None:
@@ -285,7 +306,8 @@ def test_attention_maps_cut_between_layers_equal_one_pass(measure: str, tiny_mod
             np.testing.assert_array_equal(maps[position].maps, weights[row, :, :, :n, :n].numpy())
 
 
-@pytest.mark.parametrize("job", ["split preparation", "picker page", "sweep", "head means", "attention maps"])
+@pytest.mark.parametrize("job", ["split preparation", "picker page", "sweep", "head means", "attention maps",
+                                 "layers readout"])
 def test_an_interactive_call_during_batch_work_waits_for_one_layer_of_one_batch(
         job: str, tiny_model: LoadedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A click that arrives while batch work holds the gate runs right after the unit in progress, and a
@@ -311,7 +333,8 @@ def test_an_interactive_call_during_batch_work_waits_for_one_layer_of_one_batch(
             "picker page": lambda: engine.examples("dev", 0, 20),
             "sweep": lambda: engine.evaluate_many([[(0, 1)], [(0, 2)]], "zero", "dev"),
             "head means": engine.head_means,
-            "attention maps": lambda: list(split_maps(engine, "dev", None, measure="norm"))}[job]
+            "attention maps": lambda: list(split_maps(engine, "dev", None, measure="norm")),
+            "layers readout": lambda: readout(engine, "dev", None, engine.disabled_tensor([(1, 0)]), "zero")}[job]
     batch = threading.Thread(target=work, name="batch")
     batch.start()
     assert entered.wait(60)

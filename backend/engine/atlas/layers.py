@@ -19,7 +19,7 @@ from headscope.engine import metrics
 from headscope.engine.atlas.common import Cancelled, Progress, check_cancelled, never_cancelled, no_progress
 from headscope.engine.engine import Engine
 from headscope.engine.errors import InputError
-from headscope.engine.evaluation import Batch
+from headscope.engine.evaluation import Batch, Runner, run_all, run_by_layer
 from headscope.engine.interventions import AblationMode, Intervention, intervene
 from headscope.engine.model import LoadedModel
 from headscope.engine.significance import bootstrap_interval
@@ -60,36 +60,49 @@ def _first_ablated(disabled: torch.Tensor, num_layers: int) -> int:
 
 
 def batch_states(model: LoadedModel, batch: Batch, disabled: torch.Tensor, mode: AblationMode,
-                 means: torch.Tensor | None, *, whole_last: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+                 means: torch.Tensor | None, *, whole_last: bool,
+                 run: Runner = run_all) -> tuple[list[torch.Tensor], torch.Tensor]:
     """States ``0..L`` of one batch under the mask ``disabled [layers, heads]``, each ``[batch, seq,
-    hidden]``, and the padding mask the last is read with. Call inside ``torch.inference_mode()``.
+    hidden]``, and the padding mask the last is read with.
 
     States at or below the first ablated layer cannot change, so those the prepared split kept are reused
     and the forward restarts from the last of them. Unless `whole_last`, the last layer runs only as far
     as the model's head reads it (:meth:`LoadedModel.final_states`: the first token, ``[batch, 1,
-    hidden]``, for most families), exactly as evaluation runs it.
+    hidden]``, for most families), exactly as evaluation runs it. The layers run through `run`, a unit
+    per layer (:func:`run_by_layer`: at BERT-large size a whole pass is seconds on a CPU).
     """
     first = _first_ablated(disabled, model.num_layers)
     states: list[torch.Tensor] = []
     while len(states) <= first and len(states) in batch.layer_inputs:
         states.append(batch.layer_inputs[len(states)].to(model.device, non_blocking=True))
-    if not states:
-        states.append(model.embed(batch.input_ids, batch.token_type_ids))
-    start = len(states) - 1
+    start = max(len(states) - 1, 0)  # none kept: from the embeddings, made in the first unit
 
     def keep(index: int, hidden: torch.Tensor) -> None:
         if index > start:
             states.append(hidden)
 
     mask = batch.attention_mask
-    # fused attention, as the preparation and evaluation passes run it (states are read, weights are not)
-    with intervene(Intervention(disabled=disabled[None].to(model.device), mode=mode, means=means, fused=True)):
-        if whole_last:
-            states.append(model.run_layers(states[start], mask, start=start, keep=keep))
-        else:
-            last, mask = model.final_states(states[start], mask, start, keep=keep)
-            states.append(last)
-    return states, mask
+    entering: list[torch.Tensor] = []  # the states entering the next unit's first layer
+    last_mask = [mask]
+
+    def segment(_: int, begin: int, stop: int) -> None:
+        # fused attention, as the preparation and evaluation passes run it (states are read, weights are not)
+        with torch.inference_mode(), intervene(Intervention(disabled=disabled[None].to(model.device), mode=mode,
+                                                            means=means, fused=True)):
+            if not states:
+                states.append(model.embed(batch.input_ids, batch.token_type_ids))
+            if begin == start:
+                entering[:] = [states[start]]
+            if stop < model.num_layers:
+                entering[0] = model.run_layers(entering[0], mask, begin, stop, keep=keep)
+            elif whole_last:
+                states.append(model.run_layers(entering[0], mask, start=begin, keep=keep))
+            else:
+                last, last_mask[0] = model.final_states(entering[0], mask, begin, keep=keep)
+                states.append(last)
+
+    run_by_layer(run, [start], [batch.input_ids.numel()], model.num_layers, segment)
+    return states, last_mask[0]
 
 
 @dataclass(frozen=True)
@@ -119,8 +132,8 @@ def readout(engine: Engine, split: str | None, limit: int | None, disabled: torc
     One pass over the split: an unablated readout is the prepared split's baseline pass (its kept layer
     inputs are the states; preparing it, with progress, also serves later evaluations); under a mask the
     prepared split's kept inputs are reused when it is in memory, else the pass starts from the
-    embeddings (no baseline pass first). One batch per lock hold (interactive requests interleave);
-    cancellation is checked between batches.
+    embeddings (no baseline pass first). One layer of one batch per lock hold (interactive requests
+    interleave); cancellation is checked between them.
     """
     split = engine.task.split_name(split)
     masked = bool(disabled.any())
@@ -151,16 +164,17 @@ def _readout(engine: Engine, batches: list[Batch], examples: list, disabled: tor
     done = 0
     for batch in batches:
         check_cancelled(cancelled)
+        states, last_mask = batch_states(model, batch, disabled, mode, means, whole_last=pooling != "first",
+                                         run=engine.chunked(cancelled=cancelled))
 
         @torch.inference_mode()
-        def forward(batch=batch) -> tuple[torch.Tensor, torch.Tensor]:
-            states, last_mask = batch_states(model, batch, disabled, mode, means, whole_last=pooling != "first")
+        def readouts(batch=batch, states=states, last_mask=last_mask) -> tuple[torch.Tensor, torch.Tensor]:
             masks = [batch.attention_mask] * layers + [last_mask]
             logits = torch.stack([head_logits(model, s, m) for s, m in zip(states, masks, strict=True)])
             vectors = torch.stack([pool(s, m, pooling) for s, m in zip(states, masks, strict=True)])
             return logits.float().cpu(), vectors.float().cpu()
 
-        logits, vectors = engine.schedule(forward)
+        logits, vectors = engine.schedule(readouts)
         lens[:, batch.positions] = logits.numpy()
         pooled[:, batch.positions] = vectors.numpy()
         done += batch.size
