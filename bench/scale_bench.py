@@ -12,6 +12,11 @@ HEADSCOPE_MAX_TOKENS=512 and an empty cache dir, and measures against the issue'
   example 0 (<= 2.5 MB); its time (`thumbs_first_call_s`, the forward included) is reported, not targeted;
 - `one_head_p50_ms`: one head's full 512 x 512 map (`format: "f16"`, `heads: [[l, h]]`) after that first
   call, p50 over 20 random heads (<= 250 ms);
+- `click_during_page_s`: the grid's request for a new input (a forward) while the picker's page of 8 unseen
+  examples (batch work: 4 batches of 2 x 512 tokens) holds the model, beside `click_alone_s`, the same
+  request with the model idle (mean of one just before and one just after, other inputs of 512 tokens);
+  `click_wait_s`, their difference, is what the click waited for the batch work (the chunk in progress:
+  one layer of one batch since batch work is cut between layers); reported, not targeted;
 - with --browser, `browser_s`: a fresh server (so nothing is memoised) and Chromium opening the link
   `/?ex=0&layer=11&head=7`: seconds until the grid's thumbnails and the focused heatmap are drawn (<= 20 s);
   `browser_grid_s` is the grid alone.
@@ -33,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +138,28 @@ def measure_api(client: httpx.Client, text: str, layers: int, heads: int) -> dic
             "one_head_full_bytes": len(full.content)}
 
 
+def measure_click_during_page(client: httpx.Client, texts: list[str]) -> dict[str, Any]:
+    """An interactive call (the grid's thumbnails of an input not seen before) while the picker's page of 8
+    unseen examples is predicted (batch work on the gate), and the same call with the model idle just before
+    and just after (other inputs, same length): how long the click waited for the batch work."""
+    def grid(text: str) -> float:
+        started = time.perf_counter()
+        client.post("/api/attention", json={"text": text, "format": "thumb", "size": 32}).raise_for_status()
+        return time.perf_counter() - started
+
+    before_s = grid(texts[0])
+    with ThreadPoolExecutor(1) as pool:
+        page = pool.submit(client.get, "/api/examples", params={"offset": 8, "limit": 8})
+        while client.get("/api/health").json()["running"] == 0 and not page.done():
+            time.sleep(0.05)  # polling the server's queue: nothing else says the page's batch work started
+        during_s = grid(texts[1])
+        page_still_running = not page.done()
+        page.result().raise_for_status()
+    assert page_still_running, "the page finished before the click: nothing measured"
+    alone_s = (before_s + grid(texts[2])) / 2
+    return {"click_alone_s": alone_s, "click_during_page_s": during_s, "click_wait_s": during_s - alone_s}
+
+
 def measure_browser(url: str) -> dict[str, Any]:
     """Seconds from opening the link until the grid (every thumbnail drawn) and the focused heatmap show."""
     from bench.browser import chromium
@@ -163,6 +191,9 @@ def main() -> None:
         described = client.get("/api/model").json()
         text = client.get("/api/examples", params={"limit": 1}).json()["items"][0]["text"]
         results.update(measure_api(client, text, described["num_layers"], described["num_heads"]))
+        with task.open(newline="") as handle:
+            unseen = [row["text"] for row in csv.DictReader(handle)][1:4]  # dev examples 1-3: 512 tokens each
+        results.update(measure_click_during_page(client, unseen))
     if args.browser:
         with served(model, task, args.workdir, args.threads, "browser") as (_client, url, ready_s):
             results["browser_server_ready_s"] = ready_s
