@@ -88,8 +88,8 @@ def test_a_start_reuses_the_fingerprint_until_any_file_changes(tmp_path: Path,
 
 
 def test_a_tokenizer_that_gives_ids_past_the_embedding_table_is_refused_at_load(tmp_path: Path) -> None:
-    """Such a pair would load and then fail (a 500) on the first input holding the token: refused at load,
-    naming both numbers."""
+    """Such a pair would load and then fail (a 500) on the first input holding the token, or the first text
+    pair where the model has one token type: refused at load, naming both numbers."""
     from transformers import AutoTokenizer
 
     directory = build_model_dir(tmp_path, train_steps=0)
@@ -99,6 +99,9 @@ def test_a_tokenizer_that_gives_ids_past_the_embedding_table_is_refused_at_load(
     tokenizer.save_pretrained(directory)
     with pytest.raises(ModelLoadError, match=rf"ids up to {rows} \(token 'zzzz'\).* has {rows} rows"):
         load_model(directory)
+    one_type = build_model_dir(tmp_path / "one-type", train_steps=0, type_vocab_size=1)  # pairs' segment 1: none
+    with pytest.raises(ModelLoadError, match=r"second segment with token type 1 but the model has 1 token type"):
+        load_model(one_type)
 
 
 def test_every_letter_has_an_embedding(engine: Engine, tmp_path: Path) -> None:

@@ -127,9 +127,10 @@ def check_directory(directory: Path) -> None:
         raise ModelLoadError(f"{directory} has no *.safetensors weights")
 
 
-def check_vocabulary(model: PreTrainedModel, tokenizer, directory: Path) -> None:
-    """Every id the tokenizer can give must index the model's embedding table: an input holding a token
-    past it would otherwise fail inside a forward pass (a 500 on that input) instead of here, at load."""
+def check_vocabulary(model: PreTrainedModel, tokenizer, directory: Path, takes_token_type_ids: bool) -> None:
+    """Every id the tokenizer can give must index the model's embedding tables (tokens, and segments where
+    the model reads them): an input holding one past them would otherwise fail inside a forward pass (a
+    500 on that input) instead of here, at load."""
     rows = model.get_input_embeddings().num_embeddings
     vocabulary = tokenizer.get_vocab()
     token, largest = max(vocabulary.items(), key=lambda item: item[1], default=("", -1))
@@ -138,6 +139,15 @@ def check_vocabulary(model: PreTrainedModel, tokenizer, directory: Path) -> None
             f"{directory}: the tokenizer gives ids up to {largest} (token {token!r}) but the model's embedding "
             f"table has {rows} rows (vocab_size in config.json); the tokenizer does not belong to these weights"
         )
+    types = getattr(model.config, "type_vocab_size", None)
+    if takes_token_type_ids and types is not None:
+        segment = max(tokenizer("a", "b", return_token_type_ids=True).get("token_type_ids") or [0])
+        if segment >= types:
+            raise ModelLoadError(
+                f"{directory}: the tokenizer marks a text pair's second segment with token type {segment} but the "
+                f"model has {types} token type(s) (type_vocab_size in config.json); the tokenizer does not belong "
+                "to these weights"
+            )
 
 
 def _segments(texts: list[str], pairs: list[str | None]) -> list[str | tuple[str, str]]:
@@ -330,7 +340,7 @@ def load_model(source: str | Path, *, device: str | None = None, dtype: str = "a
         raise ModelLoadError(f"cannot load model from {directory}: {type(exc).__name__}: {exc}") from None
     if type(model).__name__ != architecture:
         raise ModelLoadError(f"{directory} declares {architecture} but loads as {type(model).__name__}")
-    check_vocabulary(model, tokenizer, directory)
+    check_vocabulary(model, tokenizer, directory, adapter.takes_token_type_ids)
     model.to(torch_device).eval().requires_grad_(False)
     adapter.install(adapter.encoder(model))
     return LoadedModel(
