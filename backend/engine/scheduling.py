@@ -8,7 +8,9 @@ queue for every model call of the server, where interactive calls go ahead of ba
 Long work (a split's preparation, a full-split evaluation, a sweep, a job) is cut by :func:`run_chunked`
 into chunks that each take about :data:`CHUNK_SECONDS`, each submitted on its own at batch priority, so
 an interactive call waits at most for the chunk in progress, whatever the model's size: the chunk size
-follows the measured time per unit of work, not a count. Cancellation is checked before every chunk,
+follows the measured time per unit of work, not a count. The units are small enough for that at any size:
+one layer of one batch's forward pass (:func:`headscope.engine.evaluation.run_by_layer`; a whole pass of a
+BERT-large batch at 512 tokens is seconds on a CPU). Cancellation is checked before every chunk,
 and progress is reported after each in units of work (so time left stays right when units differ).
 """
 
