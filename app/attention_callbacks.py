@@ -105,7 +105,8 @@ def register(app: Dash, api: ApiClient) -> None:
     app.clientside_callback(js("drawFocus"), Output("heatmap", "figure"), Output("diff", "figure"),
                             Output("focus-title", "children"), Output("focus-panel", "aria-busy"),
                             Output("focus-panel", "data-drawn"),
-                            Input("focus-attention", "data"), Input("focus-request", "data"))
+                            Input("focus-attention", "data"), Input("focus-request", "data"),
+                            State("view-request", "data"))  # drawn at the link's zoom (view_callbacks.py)
     # Batch work waits for the picture: page-drawn (the picker's first page) and score-request (the score on all
     # of dev) are set once the grid and the focused head of the current input and mask are drawn. Server
     # callbacks take these small strings, never the attention stores (about 1 MB each at BERT-large's size,
@@ -115,11 +116,6 @@ def register(app: Dash, api: ApiClient) -> None:
                             Input("head-grid", "data-drawn"), Input("focus-panel", "data-drawn"),
                             State("evaluate-request", "data"), State("page-drawn", "data"),
                             State("score-request", "data"), prevent_initial_call=True)
-    app.clientside_callback(js("drawLines"), Output("lines", "figure"), Output("lines", "style"),
-                            Output("lines-window", "max"), Output("lines-window-label", "children"),
-                            Input("focus-attention", "data"), Input("lines-window", "value"))
-    app.clientside_callback(js("followZoom"), Output("diff", "figure", allow_duplicate=True),
-                            Input("heatmap", "relayoutData"), prevent_initial_call=True)
     # The mask's look follows evaluate-request, which changes only when the mask or mode does, so moving
     # the focus leaves the grid's many toggles alone.
     app.clientside_callback(

@@ -2,7 +2,8 @@
 
 Where things live: the layout in layout.py (structure only); the URL, the page's state, in urlstate.py
 (its format) and state_callbacks.py (how it changes: clicks in the browser, links and typed text checked
-on the server); attention fetched and drawn in attention_callbacks.py; the focused head over words in
+on the server); attention fetched and drawn in attention_callbacks.py; the zoom and the lines view's
+window in view_callbacks.py; the focused head over words in
 word_callbacks.py; the score panel and flipped list in score_callbacks.py (mean mode's means job:
 means_callbacks.py); the input panel in input_callbacks.py; downloads in export_callbacks.py; colours in
 palette.py; number formats in formatting.py; what must run in the browser in static/headscope.js.
@@ -19,6 +20,7 @@ from headscope.app import (
     means_callbacks,
     score_callbacks,
     state_callbacks,
+    view_callbacks,
     word_callbacks,
 )
 from headscope.app.api_client import ApiClient, ApiError
@@ -37,7 +39,7 @@ def layout(api: ApiClient) -> Component:
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
     for module in (state_callbacks, attention_callbacks, score_callbacks, means_callbacks, input_callbacks,
-                   export_callbacks, word_callbacks):
+                   export_callbacks, word_callbacks, view_callbacks):
         module.register(app, api)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from dash import dcc, html
 from headscope.app.means_callbacks import means_components
-from headscope.app.urlstate import URL_PARAMS, head_name
+from headscope.app.urlstate import LINES_MAX_TOKENS, URL_PARAMS, head_name
 
 GRAPH_CONFIG: dict[str, Any] = {
     "displaylogo": False,
@@ -36,6 +36,7 @@ def _stores(model_info: dict[str, Any]) -> list[Any]:
         dcc.Store(id="score-request"),  # evaluate-request once its grid and focus are drawn (score_callbacks)
         dcc.Store(id="grid-attention"),  # every head's thumbnail: the API's answer text, untouched
         dcc.Store(id="focus-attention"),  # the focused head's full map (and unmasked): the API's text, untouched
+        dcc.Store(id="view-request"),  # canonical query of the zoom and the lines window (view_callbacks)
         dcc.Store(id="word-request"),  # canonical query of the word view, null at token level (word_callbacks)
         dcc.Store(id="figure-export"),  # when a figure was last downloaded (the browser draws it)
         dcc.Download(id="download"),
@@ -226,7 +227,8 @@ def _focus_panel() -> html.Section:
         "Focus",
         _graph("heatmap", 430),
         html.P("Drag to zoom, double-click to see every token; labels are thinned to fit, every token is named "
-               "on hover. The difference view follows this zoom.", className="muted small help"),
+               "on hover. The difference view, the lines view and the link follow this zoom.",
+               className="muted small help"),
         class_name="focus-panel", panel_id="focus-panel",
         extra=html.Div([html.Span(id="focus-title", className="focus-title"), _figure_buttons("heatmap")],
                        className="section-tools"),
@@ -240,7 +242,8 @@ def _views_row() -> html.Div:
                      html.Span(id="lines-window-label", className="muted small lines-window-label"),
                      dcc.Slider(id="lines-window", min=0, max=0, step=1, value=0, marks=None, updatemode="drag",
                                 tooltip={"placement": "bottom"}, className="lines-window"),
-                 ], className="lines-window-row", title="Move the window of tokens the lines are drawn for"),
+                 ], className="lines-window-row", title=f"Move the window of tokens the lines are drawn for (at "
+                    f"most {LINES_MAX_TOKENS}: the heatmap's zoomed query tokens, or the first ones)"),
                  html.Div(_graph("lines", 420), className="scroll-box"),
                  extra=_figure_buttons("lines"), class_name="lines-panel"),
         _section("Difference from baseline", _graph("diff", 420),
@@ -292,7 +295,8 @@ def inspector_layout(model_info: dict[str, Any]) -> html.Div:
         ], className="main-row"),
         _views_row(),
         _word_panel(),
-    ], className="inspector", **{"data-url-params": json.dumps([p.to_dict() for p in URL_PARAMS])})
+    ], className="inspector", **{"data-url-params": json.dumps([p.to_dict() for p in URL_PARAMS]),
+                                 "data-lines-window": str(LINES_MAX_TOKENS)})
 
 
 def unavailable_layout(api_url: str, message: str) -> html.Div:

@@ -61,7 +61,8 @@ def make_check_search(api: ApiClient):
                 if not (text or "").strip():
                     return no_update, [EMPTY_TEXT]
                 current, _ = parse_query(page["search"] if page else "", shape)
-                typed = replace(current, ex=None, text=text, pair=pair if (pair or "").strip() else None)
+                typed = replace(current, ex=None, text=text, pair=pair if (pair or "").strip() else None,
+                                zoom=None, lines=None)  # a new input: token positions of the old one mean nothing
                 why = refused_text(api, typed.text, typed.pair)
                 if why is not None:
                     return no_update, [f"Your text could not be analysed: {why}"]

@@ -22,6 +22,10 @@ from urllib.parse import parse_qsl, quote
 # (browsers escape it in a query themselves), plus the comma that separates heads in `off`.
 URL_SAFE = "!*(),"
 HEAD_NAME = re.compile(r"L(\d{1,4})H(\d{1,4})", re.IGNORECASE)
+TOKEN_RANGE = r"(\d{1,6})-(\d{1,6})"
+ZOOM = re.compile(TOKEN_RANGE + r"(?:," + TOKEN_RANGE + r")?")
+LINES = re.compile(TOKEN_RANGE)
+LINES_MAX_TOKENS = 40  # the lines view draws at most this many tokens at once: more are unreadable
 MAX_SHOWN_CHARS = 40
 MAX_LISTED_BAD_HEADS = 5
 
@@ -31,8 +35,10 @@ Head = tuple[int, int]
 @dataclass(frozen=True)
 class Param:
     """One parameter of the canonical query, in order. Omitted when its value is None (or empty), or equal to
-    `default` when `omit_default`. `scope` says what a change means: "focus" only redraws from data already
-    in the page, "input" refetches the input's attention, "mask" also rescores the mask on the split."""
+    `default` when `omit_default`. `scope` says what a change means: "view" only moves what the maps show
+    (zoom, lines window; no request depends on it, and a new input resets it), "focus" redraws from data
+    already in the page or fetches the focused head, "input" refetches the input's attention, "mask" also
+    rescores the mask on the split."""
 
     name: str
     scope: str
@@ -59,6 +65,10 @@ URL_PARAMS: tuple[Param, ...] = (
     # the Layers page's scatter (docs/api.md, "Dashboard URL"): state 0 (embeddings) .. L, omitted = the last
     Param("state", "focus"),
     Param("pooling", "focus", "first", omit_default=True, choices=("first", "mean")),
+    # the heatmap's and the difference view's zoom, and the lines view's window (docs/api.md, "Dashboard URL"):
+    # token positions; zooming or moving the window changes the address bar and fetches nothing
+    Param("zoom", "view"),
+    Param("lines", "view"),
 )
 KNOWN_PARAMS = tuple(p.name for p in URL_PARAMS)
 
@@ -72,6 +82,7 @@ class ModelShape:
     dev_size: int
     modes: tuple[str, ...]  # the server's ablation modes, in its order
     max_text_chars: int = 50_000
+    max_tokens: int = 512  # token positions in `zoom` and `lines` are below this
 
     @classmethod
     def from_model_info(cls, info: dict[str, Any]) -> ModelShape:
@@ -83,6 +94,7 @@ class ModelShape:
             dev_size=int(info["task"]["splits"].get("dev", 0)),
             modes=tuple(info["ablation_modes"]),
             max_text_chars=int(limits.get("max_text_chars", cls.max_text_chars)),
+            max_tokens=int(limits.get("max_tokens", cls.max_tokens)),
         )
 
 
@@ -102,7 +114,9 @@ class ViewState:
     level: str = "token"
     state: int | None = None  # the Layers page's PCA: state 0 (embeddings) .. num_layers; None = the last
     pooling: str = "first"  # the Layers page's PCA: the first token's state or the mean over tokens
-
+    # the heatmap's zoom: query tokens first..last, key tokens first..last (inclusive); None = every token
+    zoom: tuple[int, int, int, int] | None = None
+    lines: tuple[int, int] | None = None  # the lines view's tokens first..last; None = follow the zoom
     def url_values(self) -> dict[str, str | None]:
         """Each URL parameter's value as text (None: not in the link), the form both encoders take."""
         example = self.ex is not None
@@ -110,11 +124,21 @@ class ViewState:
                 "pair": None if example else (self.pair or None), "layer": str(self.layer),
                 "head": str(self.head), "off": ",".join(head_name(*h) for h in sorted(set(self.off))),
                 "mode": self.mode, "measure": self.measure, "level": self.level,
-                "state": None if self.state is None else str(self.state), "pooling": self.pooling}
+                "state": None if self.state is None else str(self.state), "pooling": self.pooling,
+                "zoom": zoom_text(self.zoom),
+                "lines": None if self.lines is None else f"{self.lines[0]}-{self.lines[1]}"}
 
 
 def head_name(layer: int, head: int) -> str:
     return f"L{layer}H{head}"
+
+
+def zoom_text(zoom: tuple[int, int, int, int] | None) -> str | None:
+    """`zoom`'s URL form: `10-30` when queries and keys span the same tokens, else `10-30,0-50`."""
+    if zoom is None:
+        return None
+    rows, cols = f"{zoom[0]}-{zoom[1]}", f"{zoom[2]}-{zoom[3]}"
+    return rows if rows == cols else f"{rows},{cols}"
 
 
 def _shown(value: str) -> str:
@@ -178,6 +202,39 @@ def _parse_text(name: str, raw: str, shape: ModelShape, problems: list[str]) -> 
     return raw
 
 
+def _parse_zoom(raw: str, shape: ModelShape, problems: list[str]) -> tuple[int, int, int, int] | None:
+    """`10-30` or `10-30,0-50` (query tokens, then key tokens, first-last) -> the zoom, or None explained."""
+    match = ZOOM.fullmatch(raw.strip())
+    top = shape.max_tokens - 1
+    if match is None:
+        problems.append(f"zoom={_shown(raw)} ignored: write the query tokens' range, e.g. zoom=10-30, or the "
+                        f"query then the key tokens' ranges, e.g. zoom=10-30,0-50 (positions 0..{top}).")
+        return None
+    first, last = int(match[1]), int(match[2])
+    zoom = (first, last, int(match[3]), int(match[4])) if match[3] is not None else (first, last, first, last)
+    if zoom[0] > zoom[1] or zoom[2] > zoom[3] or max(zoom) > top:
+        problems.append(f"zoom={_shown(raw)} ignored: each range runs from a first to a last token, first <= "
+                        f"last, within 0..{top} (this model reads at most {shape.max_tokens} tokens).")
+        return None
+    return zoom
+
+
+def _parse_lines(raw: str, shape: ModelShape, problems: list[str]) -> tuple[int, int] | None:
+    """`40-79` -> the lines view's window, cut to its first LINES_MAX_TOKENS tokens (said), or None explained."""
+    match = LINES.fullmatch(raw.strip())
+    top = shape.max_tokens - 1
+    if match is None or int(match[1]) > int(match[2]) or int(match[2]) > top:
+        problems.append(f"lines={_shown(raw)} ignored: write the window's first and last token, e.g. lines=40-79 "
+                        f"(first <= last, within 0..{top}).")
+        return None
+    first, last = int(match[1]), int(match[2])
+    if last - first + 1 > LINES_MAX_TOKENS:
+        problems.append(f"lines={first}-{last} spans {last - first + 1} tokens; the lines view draws at most "
+                        f"{LINES_MAX_TOKENS} at once: showing {first}-{first + LINES_MAX_TOKENS - 1}.")
+        last = first + LINES_MAX_TOKENS - 1
+    return first, last
+
+
 def parse_query(query: str, shape: ModelShape) -> tuple[ViewState, list[str]]:
     """A query string (with or without '?') -> the state it names and one explanation per invalid part."""
     problems: list[str] = []
@@ -225,6 +282,10 @@ def parse_query(query: str, shape: ModelShape) -> tuple[ViewState, list[str]]:
         else:
             problems.append(f"mode={_shown(values['mode'])} is not an ablation mode; allowed: "
                             f"{', '.join(shape.modes)}. Using {state.mode}.")
+    if "zoom" in values:
+        state = replace(state, zoom=_parse_zoom(values["zoom"], shape, problems))
+    if "lines" in values:
+        state = replace(state, lines=_parse_lines(values["lines"], shape, problems))
     for param in URL_PARAMS:
         if param.choices and param.name in values:
             if values[param.name] in param.choices:

@@ -170,7 +170,8 @@ class Session:
         split = values.get("split", "dev") if "split" in KNOWN_PARAMS else values.pop("split", "dev")
         model = self.engine.model
         shape = ModelShape(num_layers=model.num_layers, num_heads=model.num_heads,
-                           dev_size=self.engine.task.sizes().get(split, 0), modes=tuple(ABLATION_MODES))
+                           dev_size=self.engine.task.sizes().get(split, 0), modes=tuple(ABLATION_MODES),
+                           max_tokens=model.max_tokens)
         state, problems = parse_query(urlencode(values), shape)
         if problems:
             raise InputError(" ".join(problems))

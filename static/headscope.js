@@ -14,7 +14,6 @@
     const dc = () => window.dash_clientside;
     const NO = () => window.dash_clientside.no_update;
 
-    const LINES_WINDOW = 40;  // tokens the lines view draws at once (a slider moves the window)
     const PENDING_SCORE = 'Computing the score on all of dev… (a new mask takes a while on a CPU; the page '
         + 'stays usable meanwhile)';
 
@@ -53,6 +52,73 @@
     }
     function headName(layer, head) {
         return `L${layer}H${head}`;
+    }
+
+    // ---- what the maps show of the input: `zoom` and `lines`, token positions (app/urlstate.py) ----
+    /** The most tokens the lines view draws at once (app/urlstate.py's LINES_MAX_TOKENS, data-lines-window). */
+    function linesMax() {
+        return Number(document.querySelector('[data-lines-window]').dataset.linesWindow);
+    }
+    /** `40-79` -> [40, 79], or null. */
+    function readSpan(text) {
+        const match = /^(\d+)-(\d+)$/.exec(text || '');
+        return match ? [Number(match[1]), Number(match[2])] : null;
+    }
+    /** `zoom`'s text -> {rows, cols}: the query and the key tokens shown, [first, last] each; or null. */
+    function readZoom(text) {
+        const parts = (text || '').split(',');
+        const rows = readSpan(parts[0]);
+        const cols = parts.length === 2 ? readSpan(parts[1]) : rows;
+        return rows && cols && parts.length <= 2 ? {rows: rows, cols: cols} : null;
+    }
+    /** app/urlstate.py's zoom_text: one range when queries and keys span the same tokens. */
+    function writeZoom(zoom) {
+        const rows = zoom.rows.join('-');
+        const cols = zoom.cols.join('-');
+        return rows === cols ? rows : `${rows},${cols}`;
+    }
+    /** A Plotly axis range (category positions, either order) -> the tokens at least half shown, [first, last]
+     * within 0..n-1 (a range inside one cell: that token). */
+    function tokenSpan(a, b, n) {
+        const low = Math.min(a, b);
+        const high = Math.max(a, b);
+        let first = Math.ceil(low);
+        let last = Math.floor(high);
+        if (first > last) first = last = Math.round((low + high) / 2);
+        const clamp = (i) => Math.max(0, Math.min(i, n - 1));
+        return [clamp(first), clamp(last)];
+    }
+    /** The lines view's window [first, last] over n tokens: the link's `lines`, else the zoom's query tokens,
+     * else the first tokens; at most linesMax() tokens, within the input. */
+    function linesWindow(values, n) {
+        const zoom = readZoom(values.zoom);
+        const [start, end] = readSpan(values.lines) || (zoom ? zoom.rows : [0, linesMax() - 1]);
+        const first = Math.max(0, Math.min(start, n - 1));
+        return [first, Math.max(first, Math.min(end, first + linesMax() - 1, n - 1))];
+    }
+    /** A figure patch that shows the zoom's tokens (null: every token) on a token heatmap's axes. */
+    function zoomPatch(zoom) {
+        const patch = new (dc().Patch)();
+        for (const [axis, span, reversed] of [['xaxis', zoom && zoom.cols, false], ['yaxis', zoom && zoom.rows, true]]) {
+            if (span) {
+                const range = [span[0] - 0.5, span[1] + 0.5];
+                patch.assign(['layout', axis, 'range'], reversed ? range.reverse() : range);
+                patch.assign(['layout', axis, 'autorange'], false);
+            } else {
+                patch.delete(['layout', axis, 'range']);
+                patch.assign(['layout', axis, 'autorange'], reversed ? 'reversed' : true);
+            }
+        }
+        return patch.build();
+    }
+    /** A token heatmap's figure shown at the zoom's tokens (the same axes as zoomPatch sets). */
+    function zoomed(figure, zoom) {
+        if (!zoom || !figure.layout.xaxis) return figure;
+        figure.layout.xaxis = Object.assign({}, figure.layout.xaxis, {range: [zoom.cols[0] - 0.5, zoom.cols[1] + 0.5],
+            autorange: false});
+        figure.layout.yaxis = Object.assign({}, figure.layout.yaxis, {range: [zoom.rows[1] + 0.5, zoom.rows[0] - 0.5],
+            autorange: false});
+        return figure;
     }
     /** 'L3H7' -> [3, 7] (ids and `off` name heads the way the URL does). */
     function parseHead(name) {
@@ -457,6 +523,9 @@
                     next = nextValues(id.param ? {param: id.param, value: value} : id, values, modelInfo);
                 }
                 if (!next) return [NO(), NO()];
+                if (['ex', 'text', 'pair'].some((k) => (next[k] ?? null) !== values[k])) {
+                    for (const p of urlParams()) if (p.scope === 'view') next[p.name] = null;  // token positions of the old input
+                }
                 return [{search: encodeQuery(next), how: 'push'}, clear];
             },
             /** The address bar -> the server's parser, unless the page itself wrote that search. */
@@ -560,7 +629,7 @@
             },
             /** The focused head's answer -> the heatmap, the difference view and the title naming what they
              * show (all from the same answer; while the next head is on its way the panel is busy). */
-            drawFocus: function (focus, request) {
+            drawFocus: function (focus, request, viewRequest) {
                 if (!focus || focus.request !== request) {
                     if (focus) return [NO(), NO(), NO(), 'true', NO()];
                     return [emptyFigure('Loading attention…', 430), emptyFigure('', 420), NO(), 'true', NO()];
@@ -585,10 +654,13 @@
                 const n = answer.tokens.length;
                 const baseline = focus.baseline ? parsedAnswer(focus.baseline) : answer;
                 const base = headValues(baseline, view.layer, view.head);
+                const zoom = readZoom(readQuery(viewRequest).zoom);  // the link's zoom (app/view_callbacks.py)
                 const difference = base && base.length === values.length
-                    ? differenceFigure(answer.tokens, values, base, n, 420) : emptyFigure('No baseline for this head', 420);
+                    ? zoomed(differenceFigure(answer.tokens, values, base, n, 420), zoom)
+                    : emptyFigure('No baseline for this head', 420);
                 const heatmap = silent ? emptyFigure(`${headName(view.layer, view.head)} is disabled (${view.mode}): it `
-                    + 'moves nothing from token to token', 430) : heatmapFigure(answer.tokens, values, n, 430, view.measure);
+                    + 'moves nothing from token to token', 430)
+                    : zoomed(heatmapFigure(answer.tokens, values, n, 430, view.measure), zoom);
                 return [heatmap, difference, title, 'false', request];
             },
             /** What is on screen (the grid's and the focus panel's data-drawn) -> page-drawn, the grid request
@@ -602,39 +674,67 @@
                 const score = mask === evaluateRequest && scoreRequest !== evaluateRequest ? evaluateRequest : NO();
                 return [gridDrawn === pageDrawn ? NO() : gridDrawn, score];
             },
-            /** The focused head's answer and the window's first token -> the lines between the window's tokens,
-             * the window's slider range and what it shows. */
-            drawLines: function (focus, start) {
+            /** The focused head's answer and the view (app/view_callbacks.py) -> the lines between the window's
+             * tokens (linesWindow), the slider's range and position (the window's first token) and what it shows. */
+            drawLines: function (focus, viewRequest) {
                 const answer = focus ? parsedAnswer(focus.masked) : null;
-                if (!answer) return [emptyFigure('', 300), {height: '300px'}, NO(), ''];
+                if (!answer) return [emptyFigure('', 300), {height: '300px'}, NO(), NO(), ''];
                 const view = viewOf(focus.request);
                 const values = headValues(answer, view.layer, view.head);
-                if (!values) return [emptyFigure('', 300), {height: '300px'}, NO(), ''];
+                if (!values) return [emptyFigure('', 300), {height: '300px'}, NO(), NO(), ''];
                 const n = answer.tokens.length;
-                const last = Math.max(0, n - LINES_WINDOW);
-                const from = Math.min(Math.max(Number(start) || 0, 0), last);
-                const to = Math.min(n, from + LINES_WINDOW);
-                const lines = linesFigure(answer.tokens, values, n, from, to, view.measure);
-                const label = n <= LINES_WINDOW ? `all ${n} tokens` : `tokens ${from}–${to - 1} of ${n}`;
-                return [lines, {height: `${lines.layout.height}px`}, last, label];
+                const [first, last] = linesWindow(readQuery(viewRequest), n);
+                const lines = linesFigure(answer.tokens, values, n, first, last + 1, view.measure);
+                const label = first === 0 && last === n - 1 ? `all ${n} tokens` : `tokens ${first}–${last} of ${n}`;
+                return [lines, {height: `${lines.layout.height}px`}, n - (last - first + 1), first, label];
             },
-            /** The heatmap's zoom (drag, double-click) -> the same token range in the difference view. */
-            followZoom: function (relayout) {
-                if (!relayout) return NO();
-                const patch = new (dc().Patch)();
+            /** The address bar -> the view parameters alone (zoom, lines): what the zoom and the lines window
+             * follow, changed only when they change (so a click elsewhere redraws neither). */
+            deriveView: function (page, previous) {
+                if (!page) return NO();
+                const request = encodeQuery(scoped(readQuery(page.search), ['view']));
+                return request === previous ? NO() : request;
+            },
+            /** The heatmap's zoom (drag, double-click, pan) -> `zoom` in the URL, in whole tokens, replacing the
+             * address (no history entry, nothing fetched); `lines` is cleared, so the lines view follows the zoom. */
+            zoomSearch: function (relayout, page, focus) {
+                const answer = focus ? parsedAnswer(focus.masked) : null;
+                if (!relayout || !page || !answer) return NO();
+                const n = answer.tokens.length;
+                const values = readQuery(page.search);
+                const zoom = readZoom(values.zoom) || {rows: [0, n - 1], cols: [0, n - 1]};
                 let changed = false;
-                for (const axis of ['xaxis', 'yaxis']) {
-                    if (relayout[`${axis}.range[0]`] !== undefined) {
-                        patch.assign(['layout', axis, 'range'], [relayout[`${axis}.range[0]`], relayout[`${axis}.range[1]`]]);
-                        patch.assign(['layout', axis, 'autorange'], false);
-                        changed = true;
-                    } else if (relayout[`${axis}.autorange`]) {
-                        patch.delete(['layout', axis, 'range']);
-                        patch.assign(['layout', axis, 'autorange'], axis === 'yaxis' ? 'reversed' : true);
-                        changed = true;
-                    }
+                for (const [axis, key] of [['xaxis', 'cols'], ['yaxis', 'rows']]) {
+                    const range = relayout[`${axis}.range`] || (relayout[`${axis}.range[0]`] === undefined ? null
+                        : [relayout[`${axis}.range[0]`], relayout[`${axis}.range[1]`]]);
+                    if (range) zoom[key] = tokenSpan(range[0], range[1], n);
+                    else if (relayout[`${axis}.autorange`]) zoom[key] = [0, n - 1];
+                    else continue;
+                    changed = true;
                 }
-                return changed ? patch.build() : NO();
+                if (!changed) return NO();
+                const whole = [zoom.rows, zoom.cols].every(([a, b]) => a === 0 && b === n - 1);
+                const search = encodeQuery(Object.assign({}, values, {zoom: whole ? null : writeZoom(zoom), lines: null}));
+                return search === page.search ? NO() : {search: search, how: 'replace'};
+            },
+            /** The lines view's slider (the window's first token) -> `lines` in the URL, the window keeping its
+             * size; nothing when it shows the URL's window already (as when drawLines moves it). */
+            linesSearch: function (start, page, focus) {
+                const answer = focus ? parsedAnswer(focus.masked) : null;
+                if (start === null || start === undefined || !page || !answer) return NO();
+                const n = answer.tokens.length;
+                const values = readQuery(page.search);
+                const [first, last] = linesWindow(values, n);
+                const from = Math.max(0, Math.min(Number(start), n - (last - first + 1)));
+                if (from === first) return NO();
+                const search = encodeQuery(Object.assign({}, values, {lines: `${from}-${from + last - first}`}));
+                return {search: search, how: 'replace'};
+            },
+            /** The view's zoom -> the heatmap and the difference view shown there (a patch of their axes). */
+            applyZoom: function (viewRequest, focus) {
+                if (!focus) return [NO(), NO()];
+                const zoom = readZoom(readQuery(viewRequest).zoom);
+                return [zoomPatch(zoom), zoomPatch(zoom)];
             },
             /** A figure's PNG/SVG button -> the download (drawn in the browser, from what is on screen). */
             exportFigure: function (_clicks, page, grid, modelInfo) {

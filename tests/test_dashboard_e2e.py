@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import numpy as np
@@ -29,7 +29,7 @@ from headscope.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import BROWSER_TEST, console_errors, make_task
+from tests.helpers import BROWSER_TEST, WORDS, console_errors, make_task
 from tests.test_urlstate import STATES
 
 HOLD_LIMIT_S = 120  # a held evaluation goes on after this even if the test never releases it
@@ -317,6 +317,97 @@ def test_html_export_is_one_offline_file_of_the_view(page, browser, server: str,
         assert errors == []
     finally:
         offline.close()
+
+
+# -- the zoom and the lines window, in the link (docs/api.md, "Dashboard URL") -----------------------------
+LONG = " ".join(WORDS[i % len(WORDS)] for i in range(44))  # 46 tokens with [CLS], [SEP]: more than the lines view's 40
+
+
+def plotted(page, graph: str, path: str):
+    """A value of a drawn figure, e.g. plotted(page, "heatmap", "_fullLayout.xaxis.range")."""
+    return page.evaluate(f"document.querySelector('#{graph} .js-plotly-plot').{path}")
+
+
+def shows_range(page, graph: str, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+    """Wait until the graph's axes show query tokens `rows` and key tokens `cols` (first, last), whole."""
+    expected = [[cols[0] - 0.5, cols[1] + 0.5], [rows[1] + 0.5, rows[0] - 0.5]]  # the query axis runs down
+    page.wait_for_function("([graph, expected]) => { const layout = document.querySelector(`#${graph} .js-plotly-plot`)"
+                           "?._fullLayout; return layout && JSON.stringify([layout.xaxis.range, layout.yaxis.range])"
+                           " === JSON.stringify(expected); }", arg=[graph, expected], timeout=WAIT_MS)
+
+
+def lines_tokens(page) -> list[float]:
+    """The token positions the lines view names on its left side (its query tokens)."""
+    return plotted(page, "lines", "data.at(-2).y")
+
+
+def test_a_zoom_link_opens_zoomed_and_the_lines_view_follows(page, server: str) -> None:
+    page.goto(f"{server}/?text={quote(LONG)}&layer=1&head=2&off=L0H1&zoom=5-14,20-33")
+    expect(page.locator("#focus-title")).to_contain_text("L1H2", timeout=WAIT_MS)
+    expect(page.locator("#focus-panel")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    assert plotted(page, "heatmap", "data[0].z.shape") == "46,46"
+    for graph in ("heatmap", "diff"):
+        shows_range(page, graph, (5, 14), (20, 33))
+    tokens = [t.replace("\u200b", "") for t in plotted(page, "heatmap", "data[0].y")]
+    labels = page.eval_on_selector_all("#heatmap .ytick text", "els => els.map(e => e.textContent)")
+    assert sorted(t.replace("\u200b", "") for t in labels) == sorted(tokens[5:15])  # every zoomed query token named
+    expect(page.locator("#lines-window-label")).to_have_text("tokens 5–14 of 46")
+    assert lines_tokens(page) == list(range(5, 15))
+
+    # A zoom wider than the lines view can draw legibly: its first 40 query tokens. A bad zoom is explained.
+    page.goto(f"{server}/?text={quote(LONG)}&layer=1&head=2&zoom=3-45")
+    expect(page.locator("#lines-window-label")).to_have_text("tokens 3–42 of 46", timeout=WAIT_MS)
+    shows_range(page, "heatmap", (3, 45), (3, 45))
+    page.goto(f"{server}/?text={quote(LONG)}&layer=1&head=2&zoom=9-3")
+    expect(page.locator("#problems-banner")).to_contain_text("zoom='9-3' ignored", timeout=WAIT_MS)
+    expect(page.locator("#lines-window-label")).to_have_text("tokens 0–39 of 46", timeout=WAIT_MS)
+
+
+def test_zooming_writes_the_link_without_refetching_and_the_slider_moves_the_window(page, server: str) -> None:
+    page.goto(f"{server}/?text={quote(LONG)}&layer=1&head=2")
+    expect(page.locator("#focus-panel")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
+    expect(page.locator("#lines-window-label")).to_have_text("tokens 0–39 of 46", timeout=WAIT_MS)
+    history = page.evaluate("history.length")
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(json.loads(r.post_data)["output"])
+            if "_dash-update-component" in r.url else fetched.append(r.url) if "/api/" in r.url else None)
+
+    # Drag a box on the heatmap: the link names the tokens it shows, whole; the difference view and the lines
+    # view show them too; the address is replaced (no history entry) and no attention is fetched again.
+    page.locator("#heatmap").scroll_into_view_if_needed()
+    box = page.locator("#heatmap .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + 0.25 * box["width"], box["y"] + 0.2 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.5 * box["height"], steps=5)
+    page.mouse.up()
+    page.wait_for_function("new URLSearchParams(location.search).has('zoom')", timeout=WAIT_MS)
+    zoom = query_of(page.url)["zoom"][0]
+    rows, cols = [tuple(map(int, span.split("-"))) for span in (zoom.split(",") * 2)[:2]]
+    assert 0 < rows[0] < rows[1] < 45 and 0 < cols[0] < cols[1] < 45 and rows != cols
+    for graph in ("heatmap", "diff"):
+        shows_range(page, graph, rows, cols)
+    expect(page.locator("#lines-window-label")).to_have_text(f"tokens {rows[0]}–{rows[1]} of 46")
+    assert lines_tokens(page) == list(range(rows[0], rows[1] + 1))
+    assert page.evaluate("history.length") == history
+    assert not [f for f in fetched if f in ("grid-attention.data", "focus-attention.data") or "/api/" in f], fetched
+    assert page.input_value("#share-url").endswith(f"&zoom={zoom}")
+
+    # The slider moves the window, keeping its size, into the link (lines=); a new zoom clears it again.
+    width = rows[1] - rows[0] + 1
+    page.locator("#lines-window [role=slider]").first.focus()
+    page.keyboard.press("End")
+    expect(page.locator("#lines-window-label")).to_have_text(f"tokens {46 - width}–45 of 46")
+    page.wait_for_function(f"new URLSearchParams(location.search).get('lines') === '{46 - width}-45'")
+    assert lines_tokens(page) == list(range(46 - width, 46))
+    shows_range(page, "heatmap", rows, cols)  # the heatmap keeps its zoom
+    page.reload()  # the link reproduces both
+    expect(page.locator("#lines-window-label")).to_have_text(f"tokens {46 - width}–45 of 46", timeout=WAIT_MS)
+    shows_range(page, "heatmap", rows, cols)
+    page.locator("#heatmap .nsewdrag").first.dblclick()
+    page.wait_for_function("!new URLSearchParams(location.search).has('zoom')", timeout=WAIT_MS)
+    assert "lines" not in query_of(page.url)
+    expect(page.locator("#lines-window-label")).to_have_text("tokens 0–39 of 46")
+    assert plotted(page, "heatmap", "_fullLayout.xaxis.autorange") is True
 
 
 # -- the rough edges of the first users' trial ------------------------------------------------------------

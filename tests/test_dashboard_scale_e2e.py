@@ -1,6 +1,7 @@
 """The inspector at BERT-large's shape (24 layers x 16 heads) on a 500-token input, in a real Chromium
 against a real server: the grid draws 384 pooled thumbnails, focusing a head fetches that head alone,
-the heatmap zooms with labels that follow, the lines view moves its window of tokens, and the score
+the heatmap zooms with labels that follow (the link, the difference view and the lines view's window
+follow the zoom), the slider moves the lines view's window, and the score
 never holds the grid back. The model has BERT-large's layers and heads and a tiny hidden size (48, heads
 of 3), random weights, so the test stays fast.
 """
@@ -164,27 +165,31 @@ def test_a_long_input_on_24_by_16_heads(page, running: Server) -> None:
     page.mouse.down()
     page.mouse.move(box["x"] + 0.13 * box["width"], box["y"] + 0.13 * box["height"], steps=5)
     page.mouse.up()
-    page.wait_for_function("before => Array.from(document.querySelectorAll('#heatmap .xtick text'))"
-                           ".map(e => e.textContent).join('|') !== before.join('|')", arg=before, timeout=WAIT_MS)
+    # The link names the zoom in whole tokens (query tokens, then key tokens); the heatmap shows them whole.
+    page.wait_for_function("new URLSearchParams(location.search).has('zoom')", timeout=WAIT_MS)
+    zoom = dict(part.split("=") for part in page.url.split("?")[1].split("&"))["zoom"]
+    rows, cols = [tuple(map(int, span.split("-"))) for span in (zoom.split(",") * 2)[:2]]
+    assert 0 < cols[0] < cols[1] < TOKENS / 4 and cols[1] - cols[0] < 30  # a few tokens, each named
+    shown = [cols[0] - 0.5, cols[1] + 0.5]
+    page.wait_for_function("r => JSON.stringify(document.querySelector('#heatmap .js-plotly-plot')._fullLayout"
+                           ".xaxis.range) === JSON.stringify(r)", arg=shown, timeout=WAIT_MS)
     after = tick_labels(page, "x")
     assert set(after) != set(before) and len(after) >= 4
-    low, high = page.evaluate("document.querySelector('#heatmap .js-plotly-plot')._fullLayout.xaxis.range")
-    assert 0 < low < high < TOKENS / 4 and high - low < 30  # a few tokens, each named
     tokens = answer["tokens"]
-    assert [t.replace("\u200b", "") for t in after] == tokens[int(low + 0.5):int(high + 0.5) + 1]
+    assert [t.replace("\u200b", "") for t in after] == tokens[cols[0]:cols[1] + 1]
     # The difference view shows the same tokens.
     page.wait_for_function("r => JSON.stringify(document.querySelector('#diff .js-plotly-plot')._fullLayout"
-                           ".xaxis.range) === JSON.stringify(r)", arg=[low, high], timeout=WAIT_MS)
+                           ".xaxis.range) === JSON.stringify(r)", arg=shown, timeout=WAIT_MS)
 
-    # The lines view shows a window of tokens that the slider moves.
-    first = lines_window(page)
-    assert first[0] == 0 and len(first) == 40
-    expect(page.locator("#lines-window-label")).to_have_text(f"tokens 0–39 of {TOKENS}")
+    # The lines view shows the zoom's query tokens (at most 40), a window that the slider moves.
+    expect(page.locator("#lines-window-label")).to_have_text(f"tokens {rows[0]}–{rows[1]} of {TOKENS}")
+    assert lines_window(page) == list(range(rows[0], rows[1] + 1))
+    width = rows[1] - rows[0] + 1
     page.locator("#lines-window [role=slider]").first.focus()
     page.keyboard.press("End")
-    expect(page.locator("#lines-window-label")).to_have_text(f"tokens {TOKENS - 40}–{TOKENS - 1} of {TOKENS}")
-    page.wait_for_function(f"document.querySelector('#lines .js-plotly-plot').data.at(-2).y[0] === {TOKENS - 40}")
-    assert lines_window(page) == list(range(TOKENS - 40, TOKENS))
+    expect(page.locator("#lines-window-label")).to_have_text(f"tokens {TOKENS - width}–{TOKENS - 1} of {TOKENS}")
+    page.wait_for_function(f"document.querySelector('#lines .js-plotly-plot').data.at(-2).y[0] === {TOKENS - width}")
+    assert lines_window(page) == list(range(TOKENS - width, TOKENS))
 
 
 def test_the_html_export_of_a_long_input_stays_bounded(page, running: Server, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from headscope.app.urlstate import ModelShape, ViewState, parse_query, to_query
+from headscope.app.urlstate import LINES_MAX_TOKENS, ModelShape, ViewState, parse_query, to_query
 from headscope.engine.atlas.layers import POOLINGS  # the API's poolings: the link must name each
 from headscope.engine.interventions import ABLATION_MODES
 from hypothesis import given
@@ -121,22 +121,54 @@ def test_the_layers_pages_state_and_pooling_are_in_the_link() -> None:
     assert "pooling='max'" in joined and "first, mean" in joined
 
 
+def test_zoom_and_lines_window_are_token_ranges_in_the_link() -> None:
+    """The heatmap's zoom (queries, then keys; one range when they are the same) and the lines view's window."""
+    state, problems = parse_query("?ex=2&zoom=10-30&lines=12-20", SHAPE)
+    assert problems == [] and (state.zoom, state.lines) == ((10, 30, 10, 30), (12, 20))
+    assert to_query(state) == "?ex=2&layer=0&head=0&mode=zero&zoom=10-30&lines=12-20"
+    state, problems = parse_query("?zoom=10-30,0-50", SHAPE)
+    assert problems == [] and state.zoom == (10, 30, 0, 50) and to_query(state).endswith("&zoom=10-30,0-50")
+    assert parse_query("?zoom=10-30,10-30", SHAPE)[0].zoom == (10, 30, 10, 30)
+    assert "zoom" not in to_query(ViewState()) and "lines" not in to_query(ViewState())
+
+
+def test_bad_zoom_and_lines_fall_back_with_the_limits_named() -> None:
+    top = SHAPE.max_tokens - 1
+    for bad in ("30-10", "abc", f"0-{top + 1}", "1-2,3"):
+        state, problems = parse_query(f"?zoom={bad}&head=3", SHAPE)
+        assert state.zoom is None and state.head == 3 and len(problems) == 1
+        assert f"zoom='{bad}' ignored" in problems[0] and f"0..{top}" in problems[0]
+    state, problems = parse_query("?lines=9-4", SHAPE)
+    assert state.lines is None and "lines='9-4' ignored" in problems[0]
+    # a window wider than the lines view can draw legibly is cut to its first LINES_MAX_TOKENS, said
+    state, problems = parse_query("?lines=100-199", SHAPE)
+    assert state.lines == (100, 100 + LINES_MAX_TOKENS - 1)
+    assert f"at most {LINES_MAX_TOKENS}" in problems[0] and f"100-{100 + LINES_MAX_TOKENS - 1}" in problems[0]
+
+
 def test_huge_values_are_shortened_in_explanations() -> None:
     _, problems = parse_query("?mode=" + "x" * 5000, SHAPE)
     assert len(problems[0]) < 200
 
 
 heads = st.tuples(st.integers(0, SHAPE.num_layers - 1), st.integers(0, SHAPE.num_heads - 1))
+spans = st.lists(st.integers(0, SHAPE.max_tokens - 1), min_size=2, max_size=2).map(sorted)
+zooms = st.one_of(st.none(), st.tuples(spans, spans).map(lambda s: (*s[0], *s[1])),
+                  spans.map(lambda s: (*s, *s)))
+windows = st.one_of(st.none(), st.tuples(st.integers(0, SHAPE.max_tokens - LINES_MAX_TOKENS),
+                                         st.integers(0, LINES_MAX_TOKENS - 1)).map(lambda s: (s[0], s[0] + s[1])))
 texts = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=60).filter(str.strip)
 STATES = st.one_of(  # every kind of view a link can name (the browser test reuses it)
     st.builds(ViewState, ex=st.integers(0, SHAPE.dev_size - 1), text=st.none(), pair=st.none(),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
               mode=st.sampled_from(MODES), measure=st.sampled_from(MEASURES), level=st.sampled_from(LEVELS),
-              state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS)),
+              state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS),
+              zoom=zooms, lines=windows),
     st.builds(ViewState, ex=st.none(), text=texts, pair=st.one_of(st.none(), texts),
               layer=st.integers(0, 5), head=st.integers(0, 11), off=st.lists(heads, max_size=8).map(tuple),
               mode=st.sampled_from(MODES), measure=st.sampled_from(MEASURES), level=st.sampled_from(LEVELS),
-              state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS)),
+              state=st.one_of(st.none(), st.integers(0, SHAPE.num_layers)), pooling=st.sampled_from(POOLINGS),
+              zoom=zooms, lines=windows),
 )
 
 
@@ -146,7 +178,8 @@ def test_every_state_survives_its_own_link(state: ViewState) -> None:
     assert problems == []
     assert parsed == ViewState(ex=state.ex, text=state.text, pair=state.pair, layer=state.layer,
                                head=state.head, off=tuple(sorted(set(state.off))), mode=state.mode,
-                               measure=state.measure, level=state.level, state=state.state, pooling=state.pooling)
+                               measure=state.measure, level=state.level, state=state.state, pooling=state.pooling,
+                               zoom=state.zoom, lines=state.lines)
     assert to_query(parsed) == to_query(state)  # canonical: one link per view
 
 
@@ -159,3 +192,6 @@ def test_any_query_parses_to_a_valid_state(query: str) -> None:
     assert all(0 <= layer < SHAPE.num_layers and 0 <= head < SHAPE.num_heads for layer, head in state.off)
     assert (state.ex is None) != (state.text is None)
     assert state.ex is None or 0 <= state.ex < SHAPE.dev_size
+    assert state.zoom is None or (state.zoom[0] <= state.zoom[1] < SHAPE.max_tokens
+                                  and state.zoom[2] <= state.zoom[3] < SHAPE.max_tokens)
+    assert state.lines is None or 0 <= state.lines[1] - state.lines[0] < LINES_MAX_TOKENS
