@@ -71,6 +71,12 @@
         const cols = parts.length === 2 ? readSpan(parts[1]) : rows;
         return rows && cols && parts.length <= 2 ? {rows: rows, cols: cols} : null;
     }
+    /** The zoom over an input of n tokens: a range past its end cut at its last token (wholly past: every token). */
+    function zoomOf(text, n) {
+        const zoom = readZoom(text);
+        const cut = ([first, last]) => (first > n - 1 ? [0, n - 1] : [first, Math.min(last, n - 1)]);
+        return zoom && {rows: cut(zoom.rows), cols: cut(zoom.cols)};
+    }
     /** app/urlstate.py's zoom_text: one range when queries and keys span the same tokens. */
     function writeZoom(zoom) {
         const rows = zoom.rows.join('-');
@@ -654,7 +660,7 @@
                 const n = answer.tokens.length;
                 const baseline = focus.baseline ? parsedAnswer(focus.baseline) : answer;
                 const base = headValues(baseline, view.layer, view.head);
-                const zoom = readZoom(readQuery(viewRequest).zoom);  // the link's zoom (app/view_callbacks.py)
+                const zoom = zoomOf(readQuery(viewRequest).zoom, n);  // the link's zoom (app/view_callbacks.py)
                 const difference = base && base.length === values.length
                     ? zoomed(differenceFigure(answer.tokens, values, base, n, 420), zoom)
                     : emptyFigure('No baseline for this head', 420);
@@ -702,7 +708,7 @@
                 if (!relayout || !page || !answer) return NO();
                 const n = answer.tokens.length;
                 const values = readQuery(page.search);
-                const zoom = readZoom(values.zoom) || {rows: [0, n - 1], cols: [0, n - 1]};
+                const zoom = zoomOf(values.zoom, n) || {rows: [0, n - 1], cols: [0, n - 1]};
                 let changed = false;
                 for (const [axis, key] of [['xaxis', 'cols'], ['yaxis', 'rows']]) {
                     const range = relayout[`${axis}.range`] || (relayout[`${axis}.range[0]`] === undefined ? null
@@ -732,8 +738,9 @@
             },
             /** The view's zoom -> the heatmap and the difference view shown there (a patch of their axes). */
             applyZoom: function (viewRequest, focus) {
-                if (!focus) return [NO(), NO()];
-                const zoom = readZoom(readQuery(viewRequest).zoom);
+                const answer = focus ? parsedAnswer(focus.masked) : null;
+                if (!answer) return [NO(), NO()];
+                const zoom = zoomOf(readQuery(viewRequest).zoom, answer.tokens.length);
                 return [zoomPatch(zoom), zoomPatch(zoom)];
             },
             /** A figure's PNG/SVG button -> the download (drawn in the browser, from what is on screen). */
