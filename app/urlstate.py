@@ -220,7 +220,7 @@ def _parse_zoom(raw: str, shape: ModelShape, problems: list[str]) -> tuple[int, 
 
 
 def _parse_lines(raw: str, shape: ModelShape, problems: list[str]) -> tuple[int, int] | None:
-    """`40-79` -> the lines view's window, cut to its first LINES_MAX_TOKENS tokens (said), or None explained."""
+    """`40-79` -> the lines view's window of at most LINES_MAX_TOKENS tokens, or None explained."""
     match = LINES.fullmatch(raw.strip())
     top = shape.max_tokens - 1
     if match is None or int(match[1]) > int(match[2]) or int(match[2]) > top:
@@ -229,9 +229,9 @@ def _parse_lines(raw: str, shape: ModelShape, problems: list[str]) -> tuple[int,
         return None
     first, last = int(match[1]), int(match[2])
     if last - first + 1 > LINES_MAX_TOKENS:
-        problems.append(f"lines={first}-{last} spans {last - first + 1} tokens; the lines view draws at most "
-                        f"{LINES_MAX_TOKENS} at once: showing {first}-{first + LINES_MAX_TOKENS - 1}.")
-        last = first + LINES_MAX_TOKENS - 1
+        problems.append(f"lines={first}-{last} ignored: it spans {last - first + 1} tokens, and the lines view draws "
+                        f"at most {LINES_MAX_TOKENS} at once (e.g. lines={first}-{first + LINES_MAX_TOKENS - 1}).")
+        return None
     return first, last
 
 

@@ -140,10 +140,10 @@ def test_bad_zoom_and_lines_fall_back_with_the_limits_named() -> None:
         assert f"zoom='{bad}' ignored" in problems[0] and f"0..{top}" in problems[0]
     state, problems = parse_query("?lines=9-4", SHAPE)
     assert state.lines is None and "lines='9-4' ignored" in problems[0]
-    # a window wider than the lines view can draw legibly is cut to its first LINES_MAX_TOKENS, said
-    state, problems = parse_query("?lines=100-199", SHAPE)
-    assert state.lines == (100, 100 + LINES_MAX_TOKENS - 1)
-    assert f"at most {LINES_MAX_TOKENS}" in problems[0] and f"100-{100 + LINES_MAX_TOKENS - 1}" in problems[0]
+    # a window wider than the lines view can draw legibly falls back (the zoom's tokens), the limit named
+    state, problems = parse_query("?lines=100-199&zoom=5-9", SHAPE)
+    assert state.lines is None and state.zoom == (5, 9, 5, 9)
+    assert "lines=100-199 ignored" in problems[0] and f"at most {LINES_MAX_TOKENS}" in problems[0]
 
 
 def test_huge_values_are_shortened_in_explanations() -> None:
