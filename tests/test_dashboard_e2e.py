@@ -365,6 +365,7 @@ def test_a_zoom_link_opens_zoomed_and_the_lines_view_follows(page, server: str) 
 
 
 def test_zooming_writes_the_link_without_refetching_and_the_slider_moves_the_window(page, server: str) -> None:
+    errors = console_errors(page)
     page.goto(f"{server}/?text={quote(LONG)}&layer=1&head=2")
     expect(page.locator("#focus-panel")).to_have_attribute("aria-busy", "false", timeout=WAIT_MS)
     expect(page.locator("#lines-window-label")).to_have_text("tokens 0–39 of 46", timeout=WAIT_MS)
@@ -409,6 +410,7 @@ def test_zooming_writes_the_link_without_refetching_and_the_slider_moves_the_win
     assert "lines" not in query_of(page.url)
     expect(page.locator("#lines-window-label")).to_have_text("tokens 0–39 of 46")
     assert plotted(page, "heatmap", "_fullLayout.xaxis.autorange") is True
+    assert errors == []  # Dash's renderer logs wiring errors (a cycle, a missing Input) here
 
 
 # -- the rough edges of the first users' trial ------------------------------------------------------------
