@@ -338,6 +338,19 @@
         }
         return canvas.toDataURL('image/png');
     }
+    /** A data URI as a blob: URL, the last few kept. The grid's cells take their picture from the CSS variable
+     * `--thumbs`, substituted in each cell's style: a data URI of hundreds of kB there cost the browser seconds
+     * of style recalculation at 384 heads (each cell has its own inline style, so none shares the work). */
+    const blobUrls = [];
+    function blobUrl(dataUri) {
+        const [head, body] = dataUri.split(',', 2);
+        const bytes = atob(body);
+        const array = new Uint8Array(bytes.length);
+        for (let i = 0; i < bytes.length; i++) array[i] = bytes.charCodeAt(i);
+        blobUrls.push(URL.createObjectURL(new Blob([array], {type: head.slice(5).split(';')[0]})));
+        while (blobUrls.length > 3) URL.revokeObjectURL(blobUrls.shift());
+        return blobUrls[blobUrls.length - 1];
+    }
     function emptyFigure(message, height) {
         return {
             data: [],
@@ -630,7 +643,8 @@
                 if (!answer) return [NO(), String(!current), NO(), current ? request : NO()];
                 const modelInfo = JSON.parse(document.querySelector('[data-grid-shape]').dataset.gridShape);
                 // data-measure: under rollout only each layer's first picture shows (headscope.css)
-                return [Object.assign({}, style, {'--thumbs': `url(${gridSpriteUri(answer, modelInfo)})`}), 'false',
+                const sprite = blobUrl(gridSpriteUri(answer, modelInfo));
+                return [Object.assign({}, style, {'--thumbs': `url(${sprite})`}), 'false',
                     answer.measure || 'weights', request];
             },
             /** The focused head's answer -> the heatmap, the difference view and the title naming what they

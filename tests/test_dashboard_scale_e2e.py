@@ -130,8 +130,11 @@ def test_a_long_input_on_24_by_16_heads(page, running: Server) -> None:
         return [image.width, image.height];
     }""")
     assert size == [HEADS * 32, LAYERS * 32]
-    pictured = page.eval_on_selector_all("[data-focus]", "els => els.filter(e => getComputedStyle(e)"
-                                                          ".backgroundImage.startsWith('url(\"data:image/png')).length")
+    # every cell shows that picture (a blob: URL of the PNG: a data URI in every cell's style cost seconds)
+    pictured = page.eval_on_selector_all("[data-focus]", "els => els.filter(e => getComputedStyle(e).backgroundImage"
+                                                          " === getComputedStyle(els.at(-1)).backgroundImage"
+                                                          " && getComputedStyle(e).backgroundImage"
+                                                          ".startsWith('url(\"blob:')).length")
     assert pictured == LAYERS * HEADS
     grid = [r for r in sent if output_of(r) == "grid-attention.data"]
     assert len(grid) == 1
