@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 from headscope.app.api_client import ApiClient, ApiError
+from headscope.app.clientside import js
 from headscope.app.page import Page
 from headscope.app.urlstate import ModelShape, ViewState, parse_query, to_query
 
@@ -142,13 +143,10 @@ def pca_figure(body: dict[str, Any], labels: list[str]) -> go.Figure:
 
 def register_callbacks(app: Dash, api: ApiClient) -> None:
     inspector = app.get_relative_path("/")
-    here = app.get_relative_path("/layers")
-
-    @app.callback(Output("layers-link", "href"), Input("page-search", "data"))
-    def link_from_inspector(page):
-        """The inspector's link to this page carries its whole URL (mask and mode are what this page
-        reads; the rest comes back when a point opens the inspector again)."""
-        return here + page["search"] if page and page.get("search") else here
+    # The inspector's link to this page carries its whole URL (mask and mode are what this page reads; the
+    # rest comes back when a point opens the inspector again): in the browser, so a click costs no request.
+    app.clientside_callback(js("layersLink"), Output("layers-link", "href"), Input("page-search", "data"),
+                            State("layers-link", "href"))
 
     @app.callback(Output("layers-state", "data"), Output("layers-mask", "children"),
                   Output("layers-problems", "children"), Output("layers-problems", "hidden"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dash import dcc, html
+from dash import dcc, get_relative_path, html
 from headscope.app.means_callbacks import means_components
 from headscope.app.urlstate import LINES_MAX_TOKENS, URL_PARAMS, head_name
 
@@ -282,7 +282,7 @@ def inspector_layout(model_info: dict[str, Any]) -> html.Div:
                           debounce=True),
                 dcc.Clipboard(target_id="share-url", title="Copy the link", className="copy-button"),
             ], className="share"),
-            dcc.Link("Layers for this mask", id="layers-link", href="/layers", className="small"),
+            dcc.Link("Layers for this mask", id="layers-link", href=get_relative_path("/layers"), className="small"),
         ], className="model-line"),
         html.Div([
             html.Div(id="problems-text"),

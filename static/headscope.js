@@ -547,8 +547,9 @@
                 }
                 return [{search: encodeQuery(next), how: 'push'}, clear];
             },
-            /** The address bar -> the server's parser, unless the page itself wrote that search. */
-            routeSearch: function (search, page) {
+            /** The address bar -> the server's parser, unless the page itself wrote that search. The model's
+             * shape is an Input only so that the first address is routed once the parser can read it. */
+            routeSearch: function (search, _modelInfo, page) {
                 const current = search || '';
                 if (page && page.search === current) return NO();
                 return {search: current, at: Date.now()};
@@ -564,6 +565,11 @@
                 }
                 const share = window.location.origin + window.location.pathname + page.search;
                 return [page.search === previous ? NO() : page.search, share];
+            },
+            /** The page's search -> the link to the Layers page for it: the layout's path (Python's), this query. */
+            layersLink: function (page, href) {
+                const next = (href || '').split('?')[0] + (page && page.search ? page.search : '');
+                return next === href ? NO() : next;
             },
             /** The address bar -> what to fetch, each only when what it depends on changes: the grid's
              * thumbnails for the input and mask, the focused head's full map for the input, mask and focus,
