@@ -246,6 +246,32 @@ def test_an_example_too_long_to_inspect_is_still_predicted(tiny_model: LoadedMod
     assert item["predicted"] == engine.model.labels[engine.baseline_predictions("dev")[2]]
 
 
+def test_tokenising_from_many_threads_at_once(tiny_model: LoadedModel) -> None:
+    """The server tokenises in several threads at once (the score's evaluation and the picker's page start
+    together once the page is drawn; /api/attention inputs beside them). A fast tokenizer keeps its padding
+    settings between calls: unlocked, a batch came back unpadded about 1 call in 20 here (a 500)."""
+    texts = [e.text for e in make_task(dev=16, train=0).split("dev")]
+    errors: list[Exception] = []
+
+    def calls(call) -> None:
+        for _ in range(150):
+            try:
+                call()
+            except Exception as exc:  # any failure is the finding
+                errors.append(exc)
+
+    work = [lambda: tiny_model.token_counts(texts[:8], [None] * 8), lambda: tiny_model.encode_batch(texts, [None] * 16),
+            lambda: tiny_model.encode_one(texts[3])] * 2
+    threads = [threading.Thread(target=calls, args=(call,)) for call in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    padded = tiny_model.encode_batch(texts, [None] * 16)["input_ids"]
+    assert padded.shape[0] == 16 and padded.shape[1] == max(tiny_model.token_counts(texts, [None] * 16))
+
+
 def one_unit_at_a_time(units: list[tuple[int, int]]):
     """A runner that hands out one unit per chunk (what a BERT-large batch gets from the scheduler on a CPU,
     where one layer of a batch already exceeds the chunk budget), noting each chunk's (start, stop)."""

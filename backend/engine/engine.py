@@ -553,7 +553,8 @@ class Engine:
         """How `tokens` (the model's encoding of the input, truncated as task batches are when
         `truncate`) map onto the words of `parse`."""
         max_length = self.model.max_tokens if truncate else None
-        encoded = encode_with_offsets(self.model.tokenizer, text, text_pair, max_length)
+        with self.model.tokenizing:
+            encoded = encode_with_offsets(self.model.tokenizer, text, text_pair, max_length)
         if len(encoded.input_ids) != len(tokens):
             raise RuntimeError(f"offsets encoding has {len(encoded.input_ids)} tokens, the model saw {len(tokens)}")
         return align(parse, encoded, tokens)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +169,10 @@ class LoadedModel:
     max_tokens: int
     directory: Path | None = None  # where the files were loaded from (what Ray workers are sent)
     layers: list[torch.nn.Module] = field(init=False, repr=False)  # one module per layer number
+    # A fast tokenizer keeps its padding and truncation settings between calls, so two threads tokenising at
+    # once (an /api/attention input beside an evaluation's batches) could get each other's: unpadded batches
+    # (a ValueError, a 500). Every call through this model holds this lock.
+    tokenizing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.layers = self.adapter.layers(self.base)
@@ -233,7 +238,8 @@ class LoadedModel:
             raise InputError("text is empty; give at least one non-space character")
         if text_pair is not None and not text_pair.strip():
             text_pair = None
-        encoded = dict(self.tokenizer(text, text_pair, truncation=False, return_token_type_ids=True))
+        with self.tokenizing:
+            encoded = dict(self.tokenizer(text, text_pair, truncation=False, return_token_type_ids=True))
         count = len(encoded["input_ids"])
         if count > self.max_tokens:
             raise InputError(
@@ -248,15 +254,17 @@ class LoadedModel:
         Each example is encoded as it is alone (a text without a pair gets no second segment, whatever
         it is batched with), so a prediction never depends on the batch. ``token_type_ids`` are the
         segments (zeros where the tokenizer has none): see :meth:`inputs`."""
-        batch = self.tokenizer(_segments(texts, pairs), truncation=True, max_length=self.max_tokens, padding=True,
-                               return_tensors="pt", return_token_type_ids=True)
+        with self.tokenizing:
+            batch = self.tokenizer(_segments(texts, pairs), truncation=True, max_length=self.max_tokens,
+                                   padding=True, return_tensors="pt", return_token_type_ids=True)
         types = batch.get("token_type_ids")
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
                 "token_type_ids": types if types is not None else torch.zeros_like(batch["input_ids"])}
 
     def token_counts(self, texts: list[str], pairs: list[str | None]) -> list[int]:
         """How many tokens :meth:`encode_batch` gives each example (special tokens included, no padding)."""
-        encoded = self.tokenizer(_segments(texts, pairs), truncation=True, max_length=self.max_tokens)
+        with self.tokenizing:
+            encoded = self.tokenizer(_segments(texts, pairs), truncation=True, max_length=self.max_tokens)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def inputs(self, encoded: dict) -> dict:
