@@ -34,8 +34,12 @@ def input_of(api: ApiClient, state: ViewState, model_info: Payload) -> tuple[str
     return example["text"], example["text_pair"]
 
 
-def request_state(request: str, model_info: Payload) -> ViewState:
-    """A request key (a canonical query made by the page) -> its state."""
+def request_state(request: str | None, model_info: Payload | None) -> ViewState:
+    """A request key (a canonical query made by the page) -> its state. Before the page has made one, or
+    without the model's description, there is nothing to show: PreventUpdate (every callback that follows a
+    request starts here)."""
+    if request is None or not model_info:
+        raise PreventUpdate
     return parse_query(request, ModelShape.from_model_info(model_info))[0]
 
 
@@ -55,8 +59,6 @@ def attention_answer(api: ApiClient, state: ViewState, model_info: Payload, *, f
 def make_fetch_grid(api: ApiClient):
     def fetch_grid(request: str | None, model_info: Payload | None) -> Payload:
         """grid-request -> every head's thumbnail under the mask, as the API's answer text."""
-        if request is None or not model_info:
-            raise PreventUpdate
         state = request_state(request, model_info)
         try:
             masked = attention_answer(api, state, model_info, fmt="thumb", heads=None)
@@ -70,8 +72,6 @@ def make_fetch_grid(api: ApiClient):
 def make_fetch_focus(api: ApiClient):
     def fetch_focus(request: str | None, model_info: Payload | None) -> Payload:
         """focus-request -> the focused head's full map under the mask, and unmasked when heads are off."""
-        if request is None or not model_info:
-            raise PreventUpdate
         state = request_state(request, model_info)
         heads = [[state.layer, state.head]]
         try:

@@ -96,8 +96,6 @@ def picker_after_grid(load_examples):
 def make_show_input(api: ApiClient):
     def show_input(request: str | None, model_info: Payload | None) -> list[Component]:
         """grid-request -> the input (example with its gold label, or the typed text) and the prediction."""
-        if request is None or not model_info:
-            raise PreventUpdate
         state = request_state(request, model_info)
         parts: list[Component] = []
         try:

@@ -15,7 +15,6 @@ from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
-from dash.exceptions import PreventUpdate
 from headscope.app.api_client import ApiClient, ApiError
 from headscope.app.attention_callbacks import request_state
 from headscope.app.urlstate import ViewState
@@ -58,9 +57,8 @@ def progress_line(job: Payload, model_info: Payload) -> Component:
 def make_follow_means(api: ApiClient):
     def follow_means(request: str | None, _ticks: int | None, ready: bool, model_info: Payload | None) -> tuple:
         """evaluate-request (and each poll) -> #means-status, whether to keep polling, means-ready."""
-        if request is None or not model_info:
-            raise PreventUpdate
-        if ready or not needs_means(request_state(request, model_info)):
+        state = request_state(request, model_info)
+        if ready or not needs_means(state):
             return "", True, no_update
         try:
             job = api.job(api.start_job(MEANS_JOB))

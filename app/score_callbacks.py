@@ -97,8 +97,6 @@ def make_show_score(api: ApiClient):
     def show_score(request: str | None, means_ready: bool, model_info: Payload | None) -> tuple:
         """score-request -> #score, #baseline-score, the difference, the lines under them, the flipped list.
         A mean-mode score waits (busy) until the server has the means (means_callbacks shows their job)."""
-        if request is None or not model_info:
-            raise PreventUpdate
         state = request_state(request, model_info)
         if needs_means(state) and not means_ready:
             raise PreventUpdate
