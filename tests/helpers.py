@@ -56,6 +56,21 @@ TINY = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermed
             id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
 
 
+def drag_zoom(page, start: tuple[float, float], end: tuple[float, float]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Drag a box on the heatmap from `start` to `end` (fractions of its plot area) and wait for the link to
+    name the zoom: its query tokens and key tokens, each (first, last)."""
+    page.locator("#heatmap").scroll_into_view_if_needed()
+    box = page.locator("#heatmap .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"], steps=5)
+    page.mouse.up()
+    page.wait_for_function("new URLSearchParams(location.search).has('zoom')", timeout=120_000)
+    zoom = page.evaluate("new URLSearchParams(location.search).get('zoom')")
+    rows, cols = [tuple(map(int, span.split("-"))) for span in (zoom.split(",") * 2)[:2]]
+    return rows, cols
+
+
 def _save_tokenizer(directory: Path) -> BertTokenizerFast:
     vocab = directory / "vocab.txt"
     # once each: a token listed twice ("a" is a word and a letter) takes one id, so the ids after it would

@@ -29,7 +29,7 @@ from headscope.settings import Settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import BROWSER_TEST, WORDS, console_errors, make_task
+from tests.helpers import BROWSER_TEST, WORDS, console_errors, drag_zoom, make_task
 from tests.test_urlstate import STATES
 
 HOLD_LIMIT_S = 120  # a held evaluation goes on after this even if the test never releases it
@@ -376,15 +376,7 @@ def test_zooming_writes_the_link_without_refetching_and_the_slider_moves_the_win
 
     # Drag a box on the heatmap: the link names the tokens it shows, whole; the difference view and the lines
     # view show them too; the address is replaced (no history entry) and no attention is fetched again.
-    page.locator("#heatmap").scroll_into_view_if_needed()
-    box = page.locator("#heatmap .nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + 0.25 * box["width"], box["y"] + 0.2 * box["height"])
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.5 * box["height"], steps=5)
-    page.mouse.up()
-    page.wait_for_function("new URLSearchParams(location.search).has('zoom')", timeout=WAIT_MS)
-    zoom = query_of(page.url)["zoom"][0]
-    rows, cols = [tuple(map(int, span.split("-"))) for span in (zoom.split(",") * 2)[:2]]
+    rows, cols = drag_zoom(page, (0.25, 0.2), (0.6, 0.5))
     assert 0 < rows[0] < rows[1] < 45 and 0 < cols[0] < cols[1] < 45 and rows != cols
     for graph in ("heatmap", "diff"):
         shows_range(page, graph, rows, cols)
@@ -392,7 +384,7 @@ def test_zooming_writes_the_link_without_refetching_and_the_slider_moves_the_win
     assert lines_tokens(page) == list(range(rows[0], rows[1] + 1))
     assert page.evaluate("history.length") == history
     assert not [f for f in fetched if f in ("grid-attention.data", "focus-attention.data") or "/api/" in f], fetched
-    assert page.input_value("#share-url").endswith(f"&zoom={zoom}")
+    assert query_of(page.input_value("#share-url"))["zoom"] == [f"{rows[0]}-{rows[1]},{cols[0]}-{cols[1]}"]
 
     # The slider moves the window, keeping its size, into the link (lines=); a new zoom clears it again.
     width = rows[1] - rows[0] + 1

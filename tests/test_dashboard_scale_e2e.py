@@ -23,7 +23,7 @@ from headscope.engine.store import ResultStore
 from headscope.server import dashboard_asgi, serve_in_thread
 from headscope.settings import Settings
 
-from tests.helpers import BROWSER_TEST, WORDS, build_model_dir, make_task
+from tests.helpers import BROWSER_TEST, WORDS, build_model_dir, drag_zoom, make_task
 from tests.test_dashboard_e2e import HeldEvaluations
 
 LAYERS, HEADS = 24, 16
@@ -171,16 +171,8 @@ def test_a_long_input_on_24_by_16_heads(page, running: Server) -> None:
     expect(page.locator("#focus-panel")).to_have_attribute("aria-busy", "false")
     before = tick_labels(page, "x")
     assert 4 <= len(before) < 60
-    page.locator("#heatmap").scroll_into_view_if_needed()
-    box = page.locator("#heatmap .nsewdrag").first.bounding_box()
-    page.mouse.move(box["x"] + 0.1 * box["width"], box["y"] + 0.1 * box["height"])
-    page.mouse.down()
-    page.mouse.move(box["x"] + 0.13 * box["width"], box["y"] + 0.13 * box["height"], steps=5)
-    page.mouse.up()
     # The link names the zoom in whole tokens (query tokens, then key tokens); the heatmap shows them whole.
-    page.wait_for_function("new URLSearchParams(location.search).has('zoom')", timeout=WAIT_MS)
-    zoom = dict(part.split("=") for part in page.url.split("?")[1].split("&"))["zoom"]
-    rows, cols = [tuple(map(int, span.split("-"))) for span in (zoom.split(",") * 2)[:2]]
+    rows, cols = drag_zoom(page, (0.1, 0.1), (0.13, 0.13))
     assert 0 < cols[0] < cols[1] < TOKENS / 4 and cols[1] - cols[0] < 30  # a few tokens, each named
     shown = [cols[0] - 0.5, cols[1] + 0.5]
     page.wait_for_function("r => JSON.stringify(document.querySelector('#heatmap .js-plotly-plot')._fullLayout"
