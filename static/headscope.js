@@ -102,28 +102,32 @@
         const first = Math.max(0, Math.min(start, n - 1));
         return [first, Math.max(first, Math.min(end, first + linesMax() - 1, n - 1))];
     }
+    /** The axes of a token heatmap that show the zoom's tokens: {xaxis, yaxis}, each {range, autorange}
+     * (keys read top to bottom, so the y range is reversed); null ranges, every token. */
+    function zoomAxes(zoom) {
+        const axis = (span, reversed) => {
+            if (!span) return {range: null, autorange: reversed ? 'reversed' : true};
+            const range = [span[0] - 0.5, span[1] + 0.5];
+            return {range: reversed ? range.reverse() : range, autorange: false};
+        };
+        return {xaxis: axis(zoom && zoom.cols, false), yaxis: axis(zoom && zoom.rows, true)};
+    }
     /** A figure patch that shows the zoom's tokens (null: every token) on a token heatmap's axes. */
     function zoomPatch(zoom) {
         const patch = new (dc().Patch)();
-        for (const [axis, span, reversed] of [['xaxis', zoom && zoom.cols, false], ['yaxis', zoom && zoom.rows, true]]) {
-            if (span) {
-                const range = [span[0] - 0.5, span[1] + 0.5];
-                patch.assign(['layout', axis, 'range'], reversed ? range.reverse() : range);
-                patch.assign(['layout', axis, 'autorange'], false);
-            } else {
-                patch.delete(['layout', axis, 'range']);
-                patch.assign(['layout', axis, 'autorange'], reversed ? 'reversed' : true);
-            }
+        for (const [axis, {range, autorange}] of Object.entries(zoomAxes(zoom))) {
+            if (range) patch.assign(['layout', axis, 'range'], range);
+            else patch.delete(['layout', axis, 'range']);
+            patch.assign(['layout', axis, 'autorange'], autorange);
         }
         return patch.build();
     }
     /** A token heatmap's figure shown at the zoom's tokens (the same axes as zoomPatch sets). */
     function zoomed(figure, zoom) {
         if (!zoom || !figure.layout.xaxis) return figure;
-        figure.layout.xaxis = Object.assign({}, figure.layout.xaxis, {range: [zoom.cols[0] - 0.5, zoom.cols[1] + 0.5],
-            autorange: false});
-        figure.layout.yaxis = Object.assign({}, figure.layout.yaxis, {range: [zoom.rows[1] + 0.5, zoom.rows[0] - 0.5],
-            autorange: false});
+        for (const [axis, shown] of Object.entries(zoomAxes(zoom))) {
+            figure.layout[axis] = Object.assign({}, figure.layout[axis], shown);
+        }
         return figure;
     }
     /** 'L3H7' -> [3, 7] (ids and `off` name heads the way the URL does). */
